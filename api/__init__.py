@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): ingest, queries, exports and the dashboard's backend."""

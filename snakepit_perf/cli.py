@@ -1,0 +1,117 @@
+"""The ``snakepit-perf`` command line: one sub-command per part that exists."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+from snakepit_perf import __version__, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    try:
+        settings = config.load(args.config, overrides=_overrides(args))
+    except config.ConfigError as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return 2
+    return args.func(args, settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snakepit-perf",
+        description="Performance monitoring for Snakepit deployments.",
+    )
+    parser.add_argument("--version", action="version", version=f"snakepit-perf {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, help="TOML configuration file")
+    common.add_argument("--data-dir", type=Path,
+                        help="where state, logs and local servers live (default ~/.snakepit-perf)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser("run", parents=[common],
+                         help="run the embedded service (engine + API in one process)")
+    run.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    run.add_argument("--port", type=int, help="port to bind (default 8080)")
+    run.set_defaults(func=_cmd_run)
+
+    infra = sub.add_parser("infra", parents=[common],
+                           help="local Apache Kafka and Apache Cassandra (no Docker)")
+    infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--kafka-port", type=int, help="default: the port of kafka.bootstrap (9092)")
+    infra.add_argument("--cassandra-port", type=int, help="default: cassandra.port (9042)")
+    infra.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for `up`")
+    infra.set_defaults(func=_cmd_infra)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "data_dir": getattr(args, "data_dir", None),
+        "api.host": getattr(args, "host", None),
+        "api.port": getattr(args, "port", None),
+    }
+
+
+def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    if not _is_loopback(settings.api.host):
+        print(f"snakepit-perf: refusing to bind {settings.api.host}: API keys are not supported "
+              "yet, so the API only listens on a loopback address", file=sys.stderr)
+        return 2
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    uvicorn.run(create_app(mode="embedded"), host=settings.api.host, port=settings.api.port,
+                log_level="info")
+    return 0
+
+
+def _cmd_infra(args: argparse.Namespace, settings: config.Settings) -> int:
+    from infra import local
+
+    kafka_host, kafka_port = settings.kafka.bootstrap.rsplit(":", 1)
+    targets = local.servers(settings.data_dir, kafka_port=args.kafka_port or int(kafka_port),
+                            cassandra_port=args.cassandra_port or settings.cassandra.port,
+                            host=kafka_host)
+    if args.action == "status":
+        for st in map(local.status, targets):
+            pid = f" pid {st.pid}" if st.pid else ""
+            print(f"{st.name:<10} {st.state:<8} {st.address}{pid}  log: {st.log_file}")
+        return 0
+    if args.action == "down":
+        for name, was_running in local.down(targets):
+            print(f"{name:<10} {'stopped' if was_running else 'was not started by snakepit-perf'}")
+        return 0
+    print("starting Kafka and Cassandra (first run fetches their jars with Maven)...", flush=True)
+    try:
+        results = local.up(targets, timeout=args.timeout)
+    except (local.StartError, RuntimeError) as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return 1
+    for r in results:
+        how = "started" if r.started else "already running"
+        fetched = ", jars downloaded" if r.downloaded else ""
+        print(f"{r.name:<10} {how}, ready after {r.seconds}s{fetched}")
+    return 0
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

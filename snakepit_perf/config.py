@@ -1,0 +1,118 @@
+"""Configuration: defaults, then one TOML file, then ``SNAKEPIT_PERF_*`` variables, then CLI flags.
+
+The TOML file has one table per section (``[api]``, ``[kafka]``, ``[cassandra]``, ...). An
+environment variable names a setting as ``SNAKEPIT_PERF_<SECTION>_<KEY>`` in upper case, e.g.
+``SNAKEPIT_PERF_KAFKA_BOOTSTRAP=broker:9092`` or ``SNAKEPIT_PERF_API_PORT=9000``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "SNAKEPIT_PERF_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a value of the wrong kind."""
+
+
+@dataclass
+class ApiSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass
+class KafkaSettings:
+    bootstrap: str = "127.0.0.1:9092"
+    events_topic: str = "snakepit.events"
+    dlq_topic: str = "snakepit.events.dlq"
+    rollups_topic: str = "snakepit.rollups"
+    alerts_topic: str = "snakepit.alerts"
+    consumer_group: str = "snakepit-perf-workers"
+
+
+@dataclass
+class CassandraSettings:
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = "snakepit_perf"
+    replication_factor: int = 1
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path.home() / ".snakepit-perf")
+    api: ApiSettings = field(default_factory=ApiSettings)
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+
+
+def load(path: Path | None = None, env: dict[str, str] | None = None,
+         overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings from the layers in order; ``overrides`` keys are ``section.key`` or ``key``."""
+    settings = Settings()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+        _apply_mapping(settings, data, str(path))
+    env = os.environ if env is None else env
+    for name, value in env.items():
+        if name.startswith(ENV_PREFIX):
+            _set(settings, _env_key(settings, name), value, name)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set(settings, key, value, f"--{key.split('.')[-1].replace('_', '-')}")
+    return settings
+
+
+def _apply_mapping(settings: Settings, data: dict[str, Any], origin: str) -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                _set(settings, f"{key}.{sub}", subvalue, origin)
+        else:
+            _set(settings, key, value, origin)
+
+
+def _env_key(settings: Settings, name: str) -> str:
+    rest = name[len(ENV_PREFIX):].lower()
+    for f in fields(settings):
+        if is_dataclass(getattr(settings, f.name)) and rest.startswith(f.name + "_"):
+            return f"{f.name}.{rest[len(f.name) + 1:]}"
+    return rest
+
+
+def _set(settings: Settings, key: str, value: Any, origin: str) -> None:
+    target: Any = settings
+    parts = key.split(".")
+    for part in parts[:-1]:
+        if not hasattr(target, part) or not is_dataclass(getattr(target, part)):
+            raise ConfigError(f"{origin}: unknown setting section '{part}'")
+        target = getattr(target, part)
+    name = parts[-1]
+    hints = get_type_hints(type(target))
+    if name not in hints or is_dataclass(getattr(target, name)):
+        raise ConfigError(f"{origin}: unknown setting '{key}'")
+    setattr(target, name, _coerce(hints[name], value, key, origin))
+
+
+def _coerce(kind: Any, value: Any, key: str, origin: str) -> Any:
+    try:
+        if kind is int:
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            return int(value)
+        if kind is Path:
+            return Path(os.path.expanduser(str(value)))
+        if kind == list[str]:
+            return [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: setting '{key}' = {value!r} is not valid: {exc}") from exc
