@@ -1,0 +1,136 @@
+"""Bytes off the wire (an HTTP body or a Kafka message) to valid events and precise rejects.
+
+A body is one JSON event, a JSON array of events, or NDJSON (one event per line), canonical or
+native Snakepit envelopes. The fast path decodes and validates the whole batch in one call into
+typed structs; only when that fails is the batch taken apart item by item, so every item ends
+either accepted or rejected with a reason and its original bytes, and a bad item never takes the
+good ones in the same batch down with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import orjson
+
+from schemas.events import MAX_EPOCH, TYPE_NAMES, AnyEvent, Event, finish
+from schemas.native import NativeError, is_native, normalise
+
+_batch_decoder = msgspec.json.Decoder(list[AnyEvent])
+_one_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+@dataclass(slots=True)
+class Reject:
+    index: int  # position in the batch (line number - 1 for NDJSON); -1 for the whole body
+    reason: str
+    raw: bytes
+
+
+@dataclass(slots=True)
+class Decoded:
+    events: list[Event] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def decode_json(body: bytes) -> Decoded:
+    """A JSON object or a JSON array of objects."""
+    array = body.lstrip()[:1] == b"["
+    try:
+        events = _batch_decoder.decode(body) if array else [_one_decoder.decode(body)]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return _item_by_item(body)
+    return _finished(events)
+
+
+def decode_ndjson(body: bytes) -> Decoded:
+    """One JSON event per line; blank lines are skipped, each bad line is its own reject."""
+    lines = [line for line in body.split(b"\n") if line.strip()]
+    try:
+        return _finished(_batch_decoder.decode(b"[" + b",".join(lines) + b"]"))
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    out = Decoded()
+    for i, line in enumerate(body.split(b"\n")):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            out.rejects.append(Reject(i, f"line {i + 1}: invalid JSON: {exc}", bytes(line)))
+            continue
+        event, reason = accept(item)
+        if event is not None:
+            out.events.append(event)
+        else:
+            out.rejects.append(Reject(i, f"line {i + 1}: {reason}", bytes(line)))
+    return out
+
+
+def accept(item: Any) -> tuple[Event | None, str | None]:
+    """One parsed item, canonical or native, to ``(event, None)`` or ``(None, reason)``."""
+    if is_native(item):
+        try:
+            item = normalise(item)
+        except NativeError as exc:
+            return None, str(exc)
+    if type(item) is not dict:
+        return None, f"expected a JSON object, got {_json_kind(item)}"
+    kind = item.get("type")
+    if kind is not None and kind not in TYPE_NAMES:
+        return None, (f"unknown event type {str(kind)[:60]!r}, expected one of "
+                      f"{', '.join(TYPE_NAMES)}")
+    try:
+        event = msgspec.convert(item, AnyEvent)
+    except msgspec.ValidationError as exc:
+        return None, f"{kind}: {exc}{_time_hint(item.get('time'))}"
+    reason = finish(event)
+    return (None, f"{item['type']}: {reason}") if reason else (event, None)
+
+
+def _finished(events: list[Event]) -> Decoded:
+    out = Decoded()
+    for i, event in enumerate(events):
+        if type(event.time) is float:
+            continue
+        reason = finish(event)
+        if reason:
+            out.rejects.append(Reject(i, reason, msgspec.json.encode(event)))
+    if out.rejects:
+        bad = {r.index for r in out.rejects}
+        out.events = [e for i, e in enumerate(events) if i not in bad]
+    else:
+        out.events = events
+    return out
+
+
+def _item_by_item(body: bytes) -> Decoded:
+    out = Decoded()
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        out.rejects.append(Reject(-1, f"invalid JSON: {exc}", bytes(body)))
+        return out
+    items = parsed if type(parsed) is list else [parsed]
+    for i, item in enumerate(items):
+        event, reason = accept(item)
+        if event is not None:
+            out.events.append(event)
+        else:
+            out.rejects.append(Reject(i, reason, orjson.dumps(item)))
+    return out
+
+
+def _time_hint(value: Any) -> str:
+    if type(value) in (int, float) and value > MAX_EPOCH:
+        unit = "milliseconds" if value < MAX_EPOCH * 1000 else "micro- or nanoseconds"
+        return f" (it looks like {unit}; epoch seconds are expected)"
+    return ""
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null",
+             int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)

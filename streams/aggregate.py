@@ -1,0 +1,170 @@
+"""Mergeable summaries of one series over one time bucket.
+
+An :class:`Aggregate` holds three kinds of statistic, all mergeable so that panes roll up into
+longer windows, late events merge into stored rollups, and shards merge at query time:
+
+- counters: exact sums (requests, errors, busy microseconds, ...);
+- gauges: last value (by event time), min, max, sum and sample count of a sampled level;
+- distributions: exact count/sum/min/max plus a t-digest for quantiles.
+
+>>> a = Aggregate()
+>>> a.add_values("duration_us", [100, 200, 300])
+>>> a.add_counter("requests", 3)
+>>> b = Aggregate.from_bytes(a.to_bytes())
+>>> b.merge(a)
+>>> b.counters["requests"], b.dists["duration_us"].count, b.dists["duration_us"].max
+(6, 6, 300.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastdigest import TDigest
+
+# Centroids per digest: 400 keeps P99.9 within 1% after merging a day of 10 s panes of
+# heavy-tailed latencies (bench/digest_accuracy.py) at ~3.8 kB per full digest.
+MAX_CENTROIDS = 400
+
+
+class Dist:
+    """A distribution: exact moments and extremes, approximate quantiles."""
+
+    __slots__ = ("digest", "count", "sum", "min", "max")
+
+    def __init__(self) -> None:
+        self.digest = TDigest(max_centroids=MAX_CENTROIDS)
+        self.count = 0
+        self.sum = 0.0
+        self.min = float("inf")
+        self.max = float("-inf")
+
+    def add_many(self, values: list[float]) -> None:
+        if not values:
+            return
+        self.digest.merge_inplace(TDigest.from_values(values, max_centroids=MAX_CENTROIDS))
+        self.count += len(values)
+        self.sum += sum(values)
+        lo, hi = min(values), max(values)
+        if lo < self.min:
+            self.min = float(lo)
+        if hi > self.max:
+            self.max = float(hi)
+
+    def merge(self, other: Dist) -> None:
+        if other.count == 0:
+            return
+        self.digest.merge_inplace(other.digest)
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def quantile(self, q: float) -> float | None:
+        if self.count == 0:
+            return None
+        # The digest interpolates; clamp to the exact extremes it may overshoot.
+        return min(max(self.digest.quantile(q), self.min), self.max)
+
+    def to_obj(self) -> list[Any]:
+        return [self.count, self.sum, self.min, self.max, self.digest.to_bytes()]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any]) -> Dist:
+        d = cls.__new__(cls)
+        d.count, d.sum, d.min, d.max = obj[0], obj[1], obj[2], obj[3]
+        d.digest = TDigest.from_bytes(obj[4])
+        return d
+
+
+class Aggregate:
+    """Counters, gauges and distributions of one series in one bucket."""
+
+    __slots__ = ("counters", "gauges", "dists")
+
+    def __init__(self) -> None:
+        self.counters: dict[str, float] = {}
+        # name -> [last_time, last, min, max, sum, n]
+        self.gauges: dict[str, list[float]] = {}
+        self.dists: dict[str, Dist] = {}
+
+    def add_counter(self, name: str, amount: float) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def add_gauge(self, name: str, t: float, value: float) -> None:
+        g = self.gauges.get(name)
+        if g is None:
+            self.gauges[name] = [t, value, value, value, value, 1]
+            return
+        if t >= g[0]:
+            g[0], g[1] = t, value
+        if value < g[2]:
+            g[2] = value
+        if value > g[3]:
+            g[3] = value
+        g[4] += value
+        g[5] += 1
+
+    def add_values(self, name: str, values: list[float]) -> None:
+        d = self.dists.get(name)
+        if d is None:
+            d = self.dists[name] = Dist()
+        d.add_many(values)
+
+    def merge(self, other: Aggregate) -> None:
+        for name, amount in other.counters.items():
+            self.counters[name] = self.counters.get(name, 0) + amount
+        for name, og in other.gauges.items():
+            g = self.gauges.get(name)
+            if g is None:
+                self.gauges[name] = list(og)
+                continue
+            if og[0] >= g[0]:
+                g[0], g[1] = og[0], og[1]
+            g[2] = min(g[2], og[2])
+            g[3] = max(g[3], og[3])
+            g[4] += og[4]
+            g[5] += og[5]
+        for name, od in other.dists.items():
+            if od.count == 0:
+                continue
+            d = self.dists.get(name)
+            if d is None:
+                d = self.dists[name] = Dist()
+            d.merge(od)
+
+    def copy(self) -> Aggregate:
+        return Aggregate.from_bytes(self.to_bytes())
+
+    def to_bytes(self) -> bytes:
+        """A compact, deterministic encoding: a JSON header, then the digests' own bytes."""
+        names = sorted(self.dists)
+        digests = [self.dists[n].digest.to_bytes() for n in names]
+        header = orjson.dumps(
+            {"c": self.counters, "g": self.gauges,
+             "d": [[n, d.count, d.sum, d.min, d.max, len(b)]
+                   for n, d, b in zip(names, (self.dists[n] for n in names), digests, strict=True)]},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        return len(header).to_bytes(4, "big") + header + b"".join(digests)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Aggregate:
+        size = int.from_bytes(data[:4], "big")
+        obj = orjson.loads(data[4:4 + size])
+        a = cls()
+        a.counters = obj["c"]
+        a.gauges = obj["g"]
+        pos = 4 + size
+        for name, count, total, lo, hi, length in obj["d"]:
+            a.dists[name] = Dist.from_obj([count, total, lo, hi, data[pos:pos + length]])
+            pos += length
+        return a
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Aggregate) and self.to_bytes() == other.to_bytes()
+
+    def __repr__(self) -> str:
+        dists = {k: v.count for k, v in self.dists.items()}
+        return f"Aggregate(counters={self.counters}, gauges={list(self.gauges)}, dists={dists})"
