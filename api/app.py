@@ -1,4 +1,4 @@
-"""The FastAPI application factory; routes are added here as the parts they serve are built."""
+"""The FastAPI application factory: routes for ingest, queries and health over injected services."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import time
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from api import ingest, problems, routes_query
+from api.services import Services
 from snakepit_perf import __version__
 
 
@@ -17,14 +19,18 @@ class Health(BaseModel):
     uptime_seconds: float
 
 
-def create_app(mode: str = "embedded") -> FastAPI:
-    """Build the app; ``mode`` says whether the engine runs in-process or behind Kafka."""
-    app = FastAPI(title="snakepit-perf", version=__version__)
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(title="snakepit-perf", version=__version__,
+                  description="Performance monitoring for Snakepit deployments.")
+    app.state.services = services
+    problems.install(app)
+    app.include_router(ingest.router)
+    app.include_router(routes_query.router)
     started = time.monotonic()
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
-        return Health(status="ok", version=__version__, mode=mode,
+        return Health(status="ok", version=__version__, mode=services.mode,
                       uptime_seconds=round(time.monotonic() - started, 3))
 
     return app

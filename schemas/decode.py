@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from schemas.events import MAX_EPOCH, TYPE_NAMES, AnyEvent, Event, finish
+from schemas.events import ENUMS, MAX_EPOCH, TYPE_NAMES, AnyEvent, Event, finish
 from schemas.native import NativeError, is_native, normalise
 
 _batch_decoder = msgspec.json.Decoder(list[AnyEvent])
@@ -85,7 +85,7 @@ def accept(item: Any) -> tuple[Event | None, str | None]:
     try:
         event = msgspec.convert(item, AnyEvent)
     except msgspec.ValidationError as exc:
-        return None, f"{kind}: {exc}{_time_hint(item.get('time'))}"
+        return None, f"{kind}: {exc}{_enum_hint(kind, str(exc))}{_time_hint(item.get('time'))}"
     reason = finish(event)
     return (None, f"{item['type']}: {reason}") if reason else (event, None)
 
@@ -121,6 +121,14 @@ def _item_by_item(body: bytes) -> Decoded:
         else:
             out.rejects.append(Reject(i, reason, orjson.dumps(item)))
     return out
+
+
+def _enum_hint(kind: Any, message: str) -> str:
+    if not message.startswith("Invalid enum value") or "at `$." not in message:
+        return ""
+    field_name = message.rsplit("at `$.", 1)[1].rstrip("`")
+    allowed = ENUMS.get((kind, field_name))
+    return f" (expected one of {', '.join(allowed)})" if allowed else ""
 
 
 def _time_hint(value: Any) -> str:

@@ -13,8 +13,9 @@ turns them into float epoch seconds. Durations are integer microseconds (R1.1).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args, get_origin
 
+import msgspec
 from msgspec import Meta, Struct
 
 SCHEMA_VERSION = "v1"
@@ -233,6 +234,20 @@ EVENT_TYPES: tuple[type[Event], ...] = (Request, RequestStart, Worker, Pool, Ses
                                         Python, Annotation)
 AnyEvent = Request | RequestStart | Worker | Pool | Session | Resource | Python | Annotation
 TYPE_NAMES = tuple(sorted(t.__struct_config__.tag for t in EVENT_TYPES))
+
+
+def _enums() -> dict[tuple[str, str], tuple[str, ...]]:
+    """(event type, field) -> allowed values, for reject reasons that say what was expected."""
+    out = {}
+    for cls in EVENT_TYPES:
+        for f in msgspec.structs.fields(cls):
+            for t in (f.type, *get_args(f.type)):
+                if get_origin(t) is Literal:
+                    out[(cls.__struct_config__.tag, f.name)] = get_args(t)
+    return out
+
+
+ENUMS = _enums()
 
 
 def finish(event: Event) -> str | None:

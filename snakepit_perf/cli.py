@@ -63,15 +63,14 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
     import uvicorn
 
-    from api.app import create_app
+    from snakepit_perf.embedded import build_embedded
 
     if not _is_loopback(settings.api.host):
         print(f"snakepit-perf: refusing to bind {settings.api.host}: API keys are not supported "
               "yet, so the API only listens on a loopback address", file=sys.stderr)
         return 2
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(create_app(mode="embedded"), host=settings.api.host, port=settings.api.port,
-                log_level="info")
+    app = build_embedded(settings)
+    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
     return 0
 
 

@@ -1,0 +1,115 @@
+"""``POST /v1/events`` (ingest) and ``GET /v1/rejects`` (what was refused, and why)."""
+
+from __future__ import annotations
+
+import base64
+import time
+import zlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel
+
+from api.problems import Problem
+from api.services import Services, get_services
+from schemas.decode import decode_json, decode_ndjson
+from store.base import RejectRecord
+
+router = APIRouter(tags=["ingest"])
+
+JSON_TYPES = {"application/json", "text/json"}
+NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
+                "application/x-jsonlines"}
+
+
+class RejectedItem(BaseModel):
+    index: int
+    reason: str
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    rejected: list[RejectedItem]
+
+
+class StoredReject(BaseModel):
+    id: int
+    time: float
+    source: str
+    reason: str
+    raw: str
+    raw_base64: str
+
+
+@router.post("/v1/events", status_code=202, response_model=IngestResult,
+             summary="Ingest one event, a JSON array, or NDJSON (gzip accepted)")
+async def ingest(request: Request, services: Annotated[Services, Depends(get_services)]
+                 ) -> IngestResult:
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media not in JSON_TYPES | NDJSON_TYPES:
+        raise Problem(415, "Unsupported media type",
+                      f"Content-Type {media!r} is not accepted; send application/json "
+                      f"(an event or an array) or application/x-ndjson", param="Content-Type")
+    body = await _read_body(request, services.max_body_bytes)
+    decoded = decode_ndjson(body) if media in NDJSON_TYPES else decode_json(body)
+    source = f"http:{request.client.host if request.client else 'unknown'}"
+    if decoded.rejects:
+        now = time.time()
+        await run_in_threadpool(services.store.add_rejects, [
+            RejectRecord(now, source, r.reason, r.raw) for r in decoded.rejects])
+        services.counters["events_rejected_total"] += len(decoded.rejects)
+    if decoded.events:
+        await run_in_threadpool(services.sink.submit, decoded.events)
+        services.counters["events_accepted_total"] += len(decoded.events)
+    if len(decoded.rejects) == 1 and decoded.rejects[0].index == -1:
+        raise Problem(400, "Invalid body", decoded.rejects[0].reason, param="body",
+                      accepted=0, rejected=[{"index": -1, "reason": decoded.rejects[0].reason}])
+    return IngestResult(accepted=len(decoded.events),
+                        rejected=[RejectedItem(index=r.index, reason=r.reason)
+                                  for r in decoded.rejects])
+
+
+@router.get("/v1/rejects", response_model=list[StoredReject],
+            summary="The most recent rejected events, newest first, with reasons and raw bytes")
+def rejects(services: Annotated[Services, Depends(get_services)],
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[StoredReject]:
+    return [StoredReject(id=r.id or 0, time=r.time, source=r.source, reason=r.reason,
+                         raw=r.raw.decode("utf-8", errors="replace"),
+                         raw_base64=base64.b64encode(r.raw).decode())
+            for r in services.store.rejects(limit)]
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Read at most ``limit`` bytes (after gzip), answering 413 past it rather than buffering."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip"):
+        raise Problem(415, "Unsupported encoding",
+                      f"Content-Encoding {encoding!r} is not accepted; use gzip or none",
+                      param="Content-Encoding")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise Problem(400, "Invalid gzip body", f"the body is not valid gzip: {exc}",
+                          param="body") from exc
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise _too_large(limit)
+    return body
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(413, "Body too large",
+                   f"the body exceeds {limit} bytes (after decompression); split it into "
+                   f"smaller batches", param="body", limit_bytes=limit)

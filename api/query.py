@@ -1,0 +1,228 @@
+"""The query engine: filter series, pick a resolution, merge rollups into points, compute stats.
+
+Percentiles come from merged digests (across shards, series and buckets), never from averaged
+percentiles; counts and sums are exact. Points are stamped with the start of their interval.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from api.catalog import METRICS, Metric
+from store.base import RollupStore, SeriesRef
+from streams.aggregate import Aggregate
+
+RESOLUTIONS = (10, 60, 3600)
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
+MAX_POINTS = 11_000
+
+
+class QueryError(ValueError):
+    """A parameter is wrong; ``param`` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass
+class Filter:
+    dim: str
+    values: list[str] = field(default_factory=list)  # OR-ed; a trailing * is a prefix
+    negate: bool = False
+
+    def matches(self, value: str) -> bool:
+        hit = any(value.startswith(v[:-1]) if v.endswith("*") else value == v for v in self.values)
+        return hit != self.negate
+
+
+@dataclass
+class Query:
+    metric: Metric
+    stat: str
+    start: int
+    end: int
+    step: int | None = None
+    group_by: tuple[str, ...] = ()
+    filters: list[Filter] = field(default_factory=list)
+    window: int | None = None
+
+
+def parse_time(value: str, param: str) -> int:
+    """RFC 3339 or epoch seconds to integer epoch seconds."""
+    try:
+        return int(float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError as exc:
+        raise QueryError(param, f"{param}: {value!r} is neither RFC 3339 nor epoch seconds") from exc
+    if parsed.tzinfo is None:
+        raise QueryError(param, f"{param}: {value!r} needs a UTC offset (e.g. Z)")
+    return int(parsed.timestamp())
+
+
+def parse_duration(value: str, param: str) -> int:
+    m = _DURATION.match(value.strip())
+    if not m:
+        raise QueryError(param, f"{param}: {value!r} is not a duration such as 10s, 1m, 1h")
+    seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if seconds < 10 or seconds % 10:
+        raise QueryError(param, f"{param}: {value!r} must be a multiple of 10s (the finest "
+                                f"stored resolution)")
+    return int(seconds)
+
+
+def parse_filters(where: list[str], dims: tuple[str, ...]) -> list[Filter]:
+    by_dim: dict[tuple[str, bool], Filter] = {}
+    for clause in where:
+        negate = "!=" in clause
+        dim, sep, value = clause.partition("!=" if negate else ":")
+        if not sep or not dim:
+            raise QueryError("where", f"where: {clause!r} should be dim:value or dim!=value")
+        if dim not in dims:
+            raise QueryError("where", f"where: unknown dimension {dim!r}; this metric has "
+                                      f"{', '.join(dims)}")
+        by_dim.setdefault((dim, negate), Filter(dim, negate=negate)).values.append(value)
+    return list(by_dim.values())
+
+
+def build(metric: str, stat: str, start: str, end: str, step: str | None, group_by: str | None,
+          where: list[str], window: str | None = None) -> Query:
+    m = METRICS.get(metric)
+    if m is None:
+        raise QueryError("metric", f"metric: unknown metric {metric!r}; GET /v1/metrics lists them")
+    if not (stat in m.stats or (m.kind == "dist" and _QUANTILE.match(stat))):
+        raise QueryError("stat", f"stat: {stat!r} does not apply to {metric}; use one of "
+                                 f"{', '.join(m.stats)}{' or any pNN.N' if m.kind == 'dist' else ''}")
+    if m.kind == "dist" and _QUANTILE.match(stat) and not 0 < float(stat[1:]) < 100:
+        raise QueryError("stat", f"stat: quantile {stat!r} must be between p0 and p100")
+    q = Query(m, stat, parse_time(start, "from"), parse_time(end, "to"))
+    if q.end <= q.start:
+        raise QueryError("to", "to: must be later than from")
+    if step:
+        q.step = parse_duration(step, "step")
+        if (q.end - q.start) / q.step > MAX_POINTS:
+            raise QueryError("step", f"step: more than {MAX_POINTS} points; use a larger step")
+    if group_by:
+        q.group_by = tuple(d.strip() for d in group_by.split(",") if d.strip())
+        unknown = [d for d in q.group_by if d not in m.dimensions]
+        if unknown:
+            raise QueryError("group_by", f"group_by: unknown dimension(s) {unknown}; {metric} has "
+                                         f"{', '.join(m.dimensions)}")
+    q.filters = parse_filters(where, m.dimensions)
+    if window:
+        if m.kind != "counter":
+            raise QueryError("window", "window: only counters have a sliding-window rate")
+        q.window = parse_duration(window, "window")
+    return q
+
+
+def resolution_for(q: Query) -> int:
+    """The coarsest stored resolution that still resolves the step (and the window); for one
+    point over a range, the finest one whose retention covers a range that long."""
+    if q.step is None and q.window is None:
+        span = q.end - q.start
+        return 10 if span <= 2 * 86400 else 60 if span <= 35 * 86400 else 3600
+    need = min(x for x in (q.step, q.window) if x)
+    return max(r for r in RESOLUTIONS if need % r == 0)
+
+
+def run(store: RollupStore, q: Query) -> dict:
+    m = q.metric
+    dims = m.dimensions
+    refs = [ref for ref in store.series(m.family) if _match(ref, dims, q.filters)]
+    res = resolution_for(q)
+    read_from = q.start - (q.window or 0)
+    rows = store.read(refs, res, read_from - read_from % res, q.end)
+    idx_of = {d: dims.index(d) for d in q.group_by}
+    step = q.step or (q.end - q.start)
+    points: dict[tuple[str, ...], dict[int, Aggregate]] = {}
+    per_bucket: dict[tuple[str, ...], dict[int, float]] = {}
+    members: dict[tuple[str, ...], dict[int, set[tuple[str, ...]]]] = {}
+    for row in rows:
+        group = tuple(row.series.labels[idx_of[d]] for d in q.group_by)
+        if m.kind == "counter":
+            counts = per_bucket.setdefault(group, {})
+            counts[row.bucket] = counts.get(row.bucket, 0) + row.agg.counters.get(m.field, 0)
+        if row.bucket < q.start:
+            continue
+        i = (row.bucket - q.start) // step
+        target = points.setdefault(group, {}).get(i)
+        if target is None:
+            points[group][i] = row.agg.copy()
+        else:
+            target.merge(row.agg)
+        members.setdefault(group, {}).setdefault(i, set()).add(row.series.labels)
+    series = []
+    for group in sorted(points):
+        pts = []
+        n_points = math.ceil((q.end - q.start) / step)
+        for i in range(n_points):
+            agg = points[group].get(i)
+            t0 = q.start + i * step
+            t1 = min(t0 + step, q.end)
+            value = _stat(q, agg, t0, t1, res, per_bucket.get(group, {}),
+                          len(members[group].get(i, ())))
+            if value is not None:
+                pts.append([t0, value])
+        series.append({"labels": dict(zip(q.group_by, group, strict=True)), "points": pts})
+    return {"metric": m.name, "stat": q.stat, "unit": m.unit,
+            "step": q.step, "resolution": res, "series": series}
+
+
+def _match(ref: SeriesRef, dims: tuple[str, ...], filters: list[Filter]) -> bool:
+    return all(f.matches(ref.labels[dims.index(f.dim)]) for f in filters)
+
+
+def _stat(q: Query, agg: Aggregate | None, t0: int, t1: int, res: int,
+          buckets: dict[int, float], n_series: int) -> float | None:
+    m, stat = q.metric, q.stat
+    seconds = t1 - t0
+    if m.kind == "counter":
+        if stat == "rate" and q.window:
+            total = sum(v for b, v in buckets.items() if t1 - q.window <= b < t1)
+            return total / q.window
+        count = agg.counters.get(m.field, 0) if agg is not None else 0
+        if stat == "count":
+            return count
+        if stat == "rate":
+            return count / seconds
+        rates = [buckets.get(b, 0) / res for b in range(t0 - t0 % res, t1, res) if b >= t0]
+        return (max(rates) if stat == "peak_rate" else min(rates)) if rates else None
+    if agg is None:
+        return None
+    if m.kind == "dist":
+        d = agg.dists.get(m.field)
+        if d is None or d.count == 0:
+            return None
+        if stat == "count":
+            return d.count
+        if stat == "sum":
+            return d.sum * m.scale
+        if stat == "mean":
+            return d.sum / d.count * m.scale
+        if stat in ("min", "max"):
+            return (d.min if stat == "min" else d.max) * m.scale
+        return d.quantile(float(stat[1:]) / 100) * m.scale
+    if m.kind == "gauge":
+        g = agg.gauges.get(m.field)
+        if g is None:
+            return None
+        return {"last": g[1], "min": g[2], "max": g[3], "mean": g[4] / g[5]}[stat] * m.scale
+    if m.kind == "ratio":
+        den = sum(agg.counters.get(c, 0) for c in m.denominator)
+        if den == 0:
+            return None
+        return sum(agg.counters.get(c, 0) * sign for c, sign in m.numerator) / den
+    if m.kind == "busy":
+        busy = agg.counters.get(m.field, 0) * m.scale
+        per = n_series if m.family == "worker" else 1
+        return busy / seconds / max(per, 1)
+    raise AssertionError(m.kind)

@@ -1,0 +1,34 @@
+"""What the routes need, wired once by the composition root and handed to the app."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fastapi import Request
+
+from schemas.events import Event
+from store.base import RollupStore
+from streams.engine import Engine
+
+
+class EventSink(Protocol):
+    """Where accepted events go: the in-process engine, or a Kafka topic."""
+
+    def submit(self, events: Sequence[Event]) -> None: ...
+
+
+@dataclass
+class Services:
+    store: RollupStore
+    sink: EventSink
+    mode: str = "embedded"
+    max_body_bytes: int = 16 * 1024 * 1024
+    engine: Engine | None = None  # in-process engine, for live views (embedded mode only)
+    counters: Counter[str] = field(default_factory=Counter)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services

@@ -1,0 +1,33 @@
+"""Wire the embedded deployment: SQLite store + in-process engine + API, in one process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.services import Services
+from snakepit_perf.config import Settings
+from store.sqlite import SQLiteStore
+from streams.embedded import EmbeddedRunner
+
+
+def build_embedded(settings: Settings) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
+    runner = EmbeddedRunner(store)
+    app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        runner.start()
+        try:
+            yield
+        finally:
+            runner.stop()
+            store.close()
+
+    app.router.lifespan_context = lifespan
+    return app

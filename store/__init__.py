@@ -1,0 +1,1 @@
+"""Rollup storage: one interface (``base.RollupStore``), SQLite embedded and Cassandra distributed."""

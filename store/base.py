@@ -1,0 +1,76 @@
+"""The store interface the engine writes to and the query API reads from.
+
+Rollups are keyed by (family, labels, resolution, bucket, shard). A regular rollup is written
+once per shard; a ``late`` rollup is a delta that the store merges into what it holds for that
+key. Readers merge every shard of a bucket. Checkpoints (engine state + the source offsets that
+state covers) are written in the same atomic unit as the rollups they produced, which is what
+makes results exactly-once after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from streams.aggregate import Aggregate
+from streams.engine import Rollup
+
+# Default retention per resolution, in seconds (R1.3, R11.5): 10 s for 2 days, 1 min for
+# 35 days, 1 h for 400 days.
+DEFAULT_RETENTION = {10: 2 * 86400, 60: 35 * 86400, 3600: 400 * 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    family: str
+    labels: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class StoredRollup:
+    series: SeriesRef
+    resolution: int
+    bucket: int
+    agg: Aggregate
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """Open engine state and, per source (topic-partition), the next offset it has not covered."""
+
+    state: bytes
+    offsets: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RejectRecord:
+    time: float
+    source: str
+    reason: str
+    raw: bytes
+    id: int | None = None
+
+
+class RollupStore(Protocol):
+    def write(self, rollups: Sequence[Rollup], shard: str = "",
+              checkpoint: tuple[str, Checkpoint] | None = None) -> None:
+        """Store rollups (and, atomically with them, a named checkpoint)."""
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None: ...
+
+    def series(self, family: str) -> list[SeriesRef]:
+        """Every series of a family ever written (the catalogue: no scan of rollups)."""
+
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
+             ) -> list[StoredRollup]:
+        """Rollups with ``start <= bucket < end``, shards already merged."""
+
+    def add_rejects(self, rejects: Sequence[RejectRecord]) -> None: ...
+
+    def rejects(self, limit: int = 100) -> list[RejectRecord]: ...
+
+    def apply_retention(self, now: float) -> int:
+        """Drop rollups older than their resolution's retention; returns rows removed."""
+
+    def close(self) -> None: ...

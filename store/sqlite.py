@@ -1,0 +1,148 @@
+"""The embedded store: one SQLite file in WAL mode, same semantics as the Cassandra store.
+
+Rollups, the series catalogue, checkpoints and rejects live in one file; a write of rollups and
+its checkpoint is one transaction, so a crash leaves either both or neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import orjson
+
+from store.base import (
+    DEFAULT_RETENTION,
+    Checkpoint,
+    RejectRecord,
+    SeriesRef,
+    StoredRollup,
+)
+from streams.aggregate import Aggregate
+from streams.engine import Rollup
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rollups (
+    family TEXT NOT NULL, labels TEXT NOT NULL, resolution INTEGER NOT NULL,
+    bucket INTEGER NOT NULL, shard TEXT NOT NULL, agg BLOB NOT NULL,
+    PRIMARY KEY (family, labels, resolution, bucket, shard)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    family TEXT NOT NULL, labels TEXT NOT NULL, first_seen INTEGER, last_seen INTEGER,
+    PRIMARY KEY (family, labels)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    name TEXT PRIMARY KEY, state BLOB NOT NULL, offsets TEXT NOT NULL, written REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rejects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, source TEXT NOT NULL,
+    reason TEXT NOT NULL, raw BLOB NOT NULL
+);
+"""
+
+
+class SQLiteStore:
+    """A :class:`store.base.RollupStore` on one SQLite file (thread-safe by a lock)."""
+
+    def __init__(self, path: Path | str, retention: dict[int, int] | None = None) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.retention = retention or DEFAULT_RETENTION
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def write(self, rollups: Sequence[Rollup], shard: str = "",
+              checkpoint: tuple[str, Checkpoint] | None = None) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for r in rollups:
+                    labels = orjson.dumps(r.labels).decode()
+                    agg = r.agg
+                    if r.late:
+                        row = db.execute(
+                            "SELECT agg FROM rollups WHERE family=? AND labels=? AND resolution=?"
+                            " AND bucket=? AND shard=?",
+                            (r.family, labels, r.resolution, r.bucket, shard)).fetchone()
+                        if row is not None:
+                            agg = Aggregate.from_bytes(row[0])
+                            agg.merge(r.agg)
+                    db.execute("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)",
+                               (r.family, labels, r.resolution, r.bucket, shard, agg.to_bytes()))
+                    db.execute(
+                        "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (family, labels) DO "
+                        "UPDATE SET first_seen=min(first_seen, excluded.first_seen), "
+                        "last_seen=max(last_seen, excluded.last_seen)",
+                        (r.family, labels, r.bucket, r.bucket + r.resolution))
+                if checkpoint is not None:
+                    name, cp = checkpoint
+                    db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",
+                               (name, cp.state, orjson.dumps(cp.offsets).decode(), time.time()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        with self._lock:
+            row = self._db.execute("SELECT state, offsets FROM checkpoints WHERE name=?",
+                                   (name,)).fetchone()
+        return None if row is None else Checkpoint(row[0], orjson.loads(row[1]))
+
+    def series(self, family: str) -> list[SeriesRef]:
+        with self._lock:
+            rows = self._db.execute("SELECT labels FROM series WHERE family=?", (family,))
+            return [SeriesRef(family, tuple(orjson.loads(labels))) for (labels,) in rows]
+
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
+             ) -> list[StoredRollup]:
+        out: list[StoredRollup] = []
+        with self._lock:
+            for ref in refs:
+                rows = self._db.execute(
+                    "SELECT bucket, agg FROM rollups WHERE family=? AND labels=? AND resolution=?"
+                    " AND bucket>=? AND bucket<? ORDER BY bucket",
+                    (ref.family, orjson.dumps(ref.labels).decode(), resolution, start, end))
+                previous: StoredRollup | None = None
+                for bucket, blob in rows:
+                    agg = Aggregate.from_bytes(blob)
+                    if previous is not None and previous.bucket == bucket:
+                        previous.agg.merge(agg)  # another shard of the same bucket
+                        continue
+                    previous = StoredRollup(ref, resolution, bucket, agg)
+                    out.append(previous)
+        return out
+
+    def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT INTO rejects (time, source, reason, raw) VALUES (?, ?, ?, ?)",
+                [(r.time, r.source, r.reason, r.raw) for r in rejects])
+
+    def rejects(self, limit: int = 100) -> list[RejectRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, time, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?",
+                (limit,)).fetchall()
+        return [RejectRecord(t, s, reason, raw, id=i) for i, t, s, reason, raw in rows]
+
+    def apply_retention(self, now: float) -> int:
+        removed = 0
+        with self._lock:
+            for resolution, keep in self.retention.items():
+                cur = self._db.execute("DELETE FROM rollups WHERE resolution=? AND bucket<?",
+                                       (resolution, int(now - keep)))
+                removed += cur.rowcount
+        return removed
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
