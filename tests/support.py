@@ -1,0 +1,42 @@
+"""Test data with known answers: generated events and the exact statistics they imply."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+import numpy as np
+
+from schemas.events import Request
+
+T0 = 1_800_000_000  # 2027-01-15T08:00:00Z, a multiple of 3600
+
+LATENCIES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
+    "lognormal": lambda rng, n: rng.lognormal(9.0, 0.9, n),
+    "bimodal": lambda rng, n: np.where(rng.random(n) < 0.7, rng.normal(4_000, 400, n),
+                                       rng.normal(60_000, 6_000, n)).clip(1),
+    "heavy_tailed": lambda rng, n: (rng.pareto(1.6, n) + 1) * 800,
+}
+
+
+def requests(n: int, seconds: float, latency: str = "lognormal", seed: int = 1,
+             pools: tuple[str, ...] = ("pool-a", "pool-b"), start: float = T0) -> list[Request]:
+    """``n`` requests spread evenly over ``seconds`` from ``start``, in time order."""
+    rng = np.random.default_rng(seed)
+    py = random.Random(seed)
+    durations = LATENCIES[latency](rng, n).astype(np.int64).clip(1)
+    out = []
+    for i in range(n):
+        d = int(durations[i])
+        status = py.choices(("ok", "error", "timeout"), (96, 3, 1))[0]
+        out.append(Request(
+            time=start + i * seconds / n, pool=pools[i % len(pools)],
+            worker_id=f"w{i % 7}", worker_profile="process", adapter="grpc",
+            command=py.choice(("predict", "embed")), duration_us=d, status=status,
+            queue_wait_us=py.randint(0, 5000), python_us=int(d * 0.8),
+            retries=1 if py.random() < 0.02 else None, python_env="venv-3.12"))
+    return out
+
+
+def exact_quantile(values: list[float], q: float) -> float:
+    return float(np.quantile(np.asarray(values, dtype=np.float64), q))

@@ -1,0 +1,207 @@
+"""Golden tests of the engine: exact counts, accurate percentiles, lateness, checkpoints."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from streams.aggregate import Aggregate
+from streams.engine import Engine, Rollup
+from tests.support import LATENCIES, T0, exact_quantile, requests
+
+QUANTILES = {0.5: 0.01, 0.95: 0.01, 0.99: 0.01, 0.999: 0.02}
+
+
+def run(events, batch: int = 500, lateness: float = 5.0) -> list[Rollup]:
+    eng = Engine(lateness=lateness)
+    out: list[Rollup] = []
+    for i in range(0, len(events), batch):
+        out += eng.process(events[i:i + batch])
+    return out + eng.flush()
+
+
+def per_series(rollups: list[Rollup]) -> dict[tuple, Aggregate]:
+    """Every series' buckets, late deltas merged in: what the store would hold."""
+    out: dict[tuple, Aggregate] = {}
+    for r in rollups:
+        key = (r.family, r.labels, r.resolution, r.bucket)
+        if key in out:
+            out[key].merge(r.agg)
+        else:
+            out[key] = r.agg
+    return out
+
+
+def merged(rollups: list[Rollup], family: str, resolution: int, **where) -> dict[int, Aggregate]:
+    """Stored view: every rollup (and late delta) of a family merged per bucket."""
+    from streams.series import FAMILIES
+
+    dims = FAMILIES[family]
+    out: dict[int, Aggregate] = {}
+    for r in rollups:
+        if r.family != family or r.resolution != resolution:
+            continue
+        if any(r.labels[dims.index(k)] != v for k, v in where.items()):
+            continue
+        out.setdefault(r.bucket, Aggregate()).merge(r.agg)
+    return out
+
+
+@pytest.mark.parametrize("latency", sorted(LATENCIES))
+def test_counts_exact_and_percentiles_accurate_per_window(latency: str):
+    events = requests(60_000, 600, latency)  # 10 minutes, 100/s
+    rollups = run(events)
+    for minute, agg in merged(rollups, "request", 60).items():
+        window = [e for e in events if minute <= e.time < minute + 60]
+        d = agg.dists["duration_us"]
+        assert d.count == len(window) == agg.counters["requests"]
+        assert d.sum == sum(e.duration_us for e in window)
+        assert agg.counters.get("errors", 0) == sum(e.status == "error" for e in window)
+        assert agg.counters.get("timeouts", 0) == sum(e.status == "timeout" for e in window)
+        assert agg.counters["busy_us"] == sum(e.duration_us for e in window)
+        assert d.min == min(e.duration_us for e in window)
+        assert d.max == max(e.duration_us for e in window)
+        durations = [e.duration_us for e in window]
+        for q, tolerance in QUANTILES.items():
+            exact = exact_quantile(durations, q)
+            assert abs(d.quantile(q) - exact) / exact <= tolerance, (minute, q)
+
+
+@pytest.mark.parametrize("latency", sorted(LATENCIES))
+def test_percentiles_accurate_merged_over_24h_of_windows(latency: str):
+    events = requests(864_00, 86_400, latency, seed=7)  # one event per second for a day
+    rollups = run(events, batch=2000)
+    tens = merged(rollups, "request", 10)
+    assert len(tens) == 8640
+    day = Aggregate()
+    for bucket in sorted(tens):
+        day.merge(tens[bucket])
+    hours = merged(rollups, "request", 3600)
+    assert len(hours) == 24
+    hour_merge = Aggregate()
+    for bucket in sorted(hours):
+        hour_merge.merge(hours[bucket])
+    durations = [e.duration_us for e in events]
+    for agg in (day, hour_merge):
+        d = agg.dists["duration_us"]
+        assert d.count == len(events)
+        for q, tolerance in QUANTILES.items():
+            exact = exact_quantile(durations, q)
+            assert abs(d.quantile(q) - exact) / exact <= tolerance, q
+
+
+def test_shuffled_within_lateness_equals_in_order():
+    events = requests(20_000, 200)
+    shuffled = list(events)
+    rnd = random.Random(3)
+    # Disorder of up to 4 s, inside the 5 s allowed lateness.
+    shuffled.sort(key=lambda e: e.time + rnd.uniform(0, 4))
+    a = run(events)
+    b = run(shuffled)
+    assert not any(r.late for r in b)
+    assert per_series(a) == per_series(b)
+
+
+def test_events_past_lateness_are_merged_and_counted():
+    events = requests(10_000, 100)
+    eng = Engine(lateness=2.0)
+    out = eng.process(events[:8000])
+    straggler = events[100]  # ~99 s behind the newest event
+    out += eng.process([straggler])
+    out += eng.flush()
+    assert eng.stats["late_events"] == 1
+    assert any(r.late for r in out)
+    # Merged, the straggler is counted exactly once in its 10 s pane and its minute.
+    in_order = run(events[:8000])
+    total = merged(out, "request", 10)
+    expected = merged(in_order, "request", 10)
+    bucket = int(straggler.time // 10) * 10
+    assert sum(a.counters["requests"] for a in total.values()) == 8001
+    assert total[bucket].counters["requests"] == expected[bucket].counters["requests"] + 1
+    minute = int(straggler.time // 60) * 60
+    assert merged(out, "request", 60)[minute].counters["requests"] == \
+        merged(in_order, "request", 60)[minute].counters["requests"] + 1
+
+
+def test_digests_do_not_depend_on_batch_boundaries():
+    events = requests(30_000, 300)
+    a, b = run(events, batch=500), run(events, batch=1237)
+    assert per_series(a) == per_series(b)  # byte-equal aggregates, digests included
+
+
+def test_snapshot_restore_resumes_exactly():
+    events = requests(30_000, 300)
+    whole = run(events)
+    eng = Engine()
+    out = []
+    for i in range(0, 15_000, 500):
+        out += eng.process(events[i:i + 500])
+    restored = Engine.restore(eng.snapshot())
+    for i in range(15_000, 30_000, 500):
+        out += restored.process(events[i:i + 500])
+    out += restored.flush()
+    assert per_series(out) == per_series(whole)
+
+
+def test_worker_family_and_python_overhead():
+    events = requests(5_000, 50)
+    rollups = run(events)
+    minute = merged(rollups, "worker", 3600, worker_id="w3")
+    agg = next(iter(minute.values()))
+    mine = [e for e in events if e.worker_id == "w3"]
+    assert agg.counters["requests"] == len(mine)
+    assert agg.counters.get("errors", 0) == sum(e.status != "ok" for e in mine)
+    req = next(iter(merged(rollups, "request", 3600).values()))
+    assert req.dists["overhead_us"].sum == sum(e.duration_us - e.python_us for e in events)
+    assert req.dists["python_us"].count == len(events)
+
+
+def test_cardinality_is_bounded_and_overflow_counted():
+    events = requests(2_000, 20)
+    for i, e in enumerate(events):
+        e.command = f"cmd-{i}"
+    eng = Engine(max_label_values=50)
+    out = eng.process(events) + eng.flush()
+    commands = {r.labels[3] for r in out if r.family == "request"}
+    assert len(commands) == 51 and "__other__" in commands
+    assert eng.limiter.overflowed == 2_000 - 50
+    assert sum(r.agg.counters["requests"] for r in out
+               if r.family == "request" and r.resolution == 10) == 2_000
+
+
+def test_other_event_types_feed_their_families():
+    from schemas.decode import decode_json
+
+    body = b"""[
+      {"type": "worker", "time": %d, "kind": "spawned", "worker_id": "w1", "pool": "p",
+       "startup_us": 850000},
+      {"type": "worker", "time": %d, "kind": "recycled", "worker_id": "w1", "pool": "p",
+       "reason": "max_requests"},
+      {"type": "worker", "time": %d, "kind": "crashed", "worker_id": "w2", "pool": "p"},
+      {"type": "pool", "time": %d, "kind": "stats", "pool": "p", "queue_depth": 4},
+      {"type": "pool", "time": %d, "kind": "stats", "pool": "p", "queue_depth": 9},
+      {"type": "session", "time": %d, "kind": "accessed", "adapter": "ets", "duration_us": 40,
+       "cache_hit": true},
+      {"type": "resource", "time": %d, "scope": "host", "host": "h", "cpu_per_core": [10, 30],
+       "memory_bytes": 1024},
+      {"type": "python", "time": %d, "kind": "call", "library": "torch", "python_us": 900},
+      {"type": "annotation", "time": %d, "kind": "deploy", "title": "v2"}
+    ]""" % tuple(T0 + i for i in range(9))
+    decoded = decode_json(body)
+    assert not decoded.rejects, decoded.rejects
+    eng = Engine()
+    out = eng.process(decoded.events) + eng.flush()
+    by = {(r.family, r.labels): r.agg for r in out if r.resolution == 60}
+    w1 = by[("worker", ("p", "w1"))]
+    assert w1.counters == {"spawned": 1, "recycled": 1, "recycled.max_requests": 1}
+    assert w1.dists["startup_us"].max == 850000
+    assert by[("worker", ("p", "w2"))].counters == {"crashed": 1}
+    pool = by[("pool", ("p",))].gauges["queue_depth"]
+    assert pool[1:] == [9, 4, 9, 13, 2]  # last, min, max, sum, n
+    s = by[("session", ("", "ets"))]
+    assert s.counters == {"accessed": 1, "cache_hits": 1}
+    r = by[("resource", ("host", "h", "", ""))]
+    assert r.gauges["cpu_core_1_percent"][1] == 30 and r.gauges["memory_bytes"][1] == 1024
+    assert by[("python", ("", "", "torch", ""))].dists["python_us"].count == 1
+    assert [a.title for a in eng.annotations] == ["v2"]
