@@ -1,0 +1,136 @@
+"""The embedded API end to end (in-process ASGI, real SQLite): ingest, rejects, queries."""
+
+from __future__ import annotations
+
+import gzip
+
+import msgspec
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.services import Services
+from store.sqlite import SQLiteStore
+from streams.embedded import EmbeddedRunner
+from tests.support import T0, exact_quantile, requests
+
+
+@pytest.fixture
+def stack(tmp_path):
+    store = SQLiteStore(tmp_path / "perf.sqlite3")
+    runner = EmbeddedRunner(store)
+    app = create_app(Services(store=store, sink=runner, engine=runner.engine, max_body_bytes=1 << 20))
+    with TestClient(app) as client:
+        yield client, runner
+    store.close()
+
+
+def post(client, events, **kw):
+    return client.post("/v1/events", content=msgspec.json.encode(events),
+                       headers={"Content-Type": "application/json", **kw.pop("headers", {})}, **kw)
+
+
+def test_ingest_then_query_matches_exact_answers(stack):
+    client, runner = stack
+    events = requests(12_000, 1200)  # 20 minutes, 10/s
+    for i in range(0, len(events), 1000):
+        r = post(client, events[i:i + 1000])
+        assert r.status_code == 202 and r.json() == {"accepted": 1000, "rejected": []}
+    runner.close_all()
+    q = client.get("/v1/query", params={"metric": "request_duration_seconds", "stat": "p99",
+                                        "from": T0, "to": T0 + 1200, "step": "5m",
+                                        "group_by": "pool"}).json()
+    assert q["unit"] == "seconds" and q["resolution"] == 60
+    assert [s["labels"] for s in q["series"]] == [{"pool": "pool-a"}, {"pool": "pool-b"}]
+    for s in q["series"]:
+        assert len(s["points"]) == 4
+        for t, value in s["points"]:
+            window = [e.duration_us for e in events
+                      if e.pool == s["labels"]["pool"] and t <= e.time < t + 300]
+            exact = exact_quantile(window, 0.99) / 1e6
+            assert abs(value - exact) / exact <= 0.01
+    count = client.get("/v1/query", params={"metric": "requests_total", "stat": "count",
+                                            "from": T0, "to": T0 + 1200,
+                                            "where": ["command:predict", "status:ok"]})
+    assert count.status_code == 400 and count.json()["param"] == "where"
+    count = client.get("/v1/query", params={"metric": "request_errors_total", "stat": "count",
+                                            "from": T0, "to": T0 + 1200,
+                                            "where": "command:predict"}).json()
+    assert count["series"][0]["points"][0][1] == sum(
+        e.status == "error" and e.command == "predict" for e in events)
+    rate = client.get("/v1/query", params={"metric": "requests_total", "stat": "rate",
+                                           "from": T0 + 600, "to": T0 + 1200, "step": "1m",
+                                           "window": "5m"}).json()
+    for t, value in rate["series"][0]["points"]:
+        assert value == pytest.approx(sum(t + 60 - 300 <= e.time < t + 60 for e in events) / 300)
+
+
+def test_bad_events_are_reported_kept_and_listed(stack):
+    client, _ = stack
+    good = {"type": "request", "time": T0, "pool": "p", "command": "c", "duration_us": 5,
+            "status": "ok"}
+    r = client.post("/v1/events", content=orjson.dumps([good, {**good, "duration_us": "x"}, 7]),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 202
+    body = r.json()
+    assert body["accepted"] == 1
+    assert [x["index"] for x in body["rejected"]] == [1, 2]
+    listed = client.get("/v1/rejects").json()
+    assert {x["reason"] for x in listed} == {x["reason"] for x in body["rejected"]}
+    assert orjson.loads(listed[-1]["raw"]) == {**good, "duration_us": "x"}
+    assert listed[0]["source"].startswith("http:")
+
+
+def test_ndjson_gzip_and_limits(stack):
+    client, _ = stack
+    line = orjson.dumps({"type": "request", "time": T0, "pool": "p", "command": "c",
+                         "duration_us": 5, "status": "ok"})
+    body = gzip.compress(b"\n".join([line] * 50 + [b"{oops"]))
+    r = client.post("/v1/events", content=body, headers={
+        "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
+    assert r.status_code == 202 and r.json()["accepted"] == 50
+    assert r.json()["rejected"][0]["reason"].startswith("line 51: invalid JSON")
+    huge = client.post("/v1/events", content=b"[" + b" " * (2 << 20) + b"]",
+                       headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413
+    assert huge.headers["content-type"] == "application/problem+json"
+    assert "exceeds 1048576 bytes" in huge.json()["detail"]
+    bomb = client.post("/v1/events", content=gzip.compress(b" " * (4 << 20)),
+                       headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert bomb.status_code == 413
+    bad = client.post("/v1/events", content=b"{", headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["detail"].startswith("invalid JSON")
+    assert client.get("/v1/rejects", params={"limit": 1}).json()[0]["raw"] == "{"
+    xml = client.post("/v1/events", content=b"<a/>", headers={"Content-Type": "text/xml"})
+    assert xml.status_code == 415 and xml.json()["param"] == "Content-Type"
+
+
+@pytest.mark.parametrize("params, param", [
+    ({"metric": "nope", "from": T0, "to": T0 + 1}, "metric"),
+    ({"metric": "requests_total", "stat": "p99", "from": T0, "to": T0 + 1}, "stat"),
+    ({"metric": "requests_total", "from": "yesterday", "to": T0 + 1}, "from"),
+    ({"metric": "requests_total", "from": T0, "to": T0 - 1}, "to"),
+    ({"metric": "requests_total", "from": T0, "to": T0 + 60, "step": "7s"}, "step"),
+    ({"metric": "requests_total", "from": T0, "to": T0 + 60, "group_by": "colour"}, "group_by"),
+    ({"metric": "request_duration_seconds", "from": T0, "to": T0 + 60, "window": "5m"}, "window"),
+    ({"metric": "requests_total", "to": T0 + 60}, "from"),
+])
+def test_bad_queries_are_problem_json_naming_the_parameter(stack, params, param):
+    client, _ = stack
+    r = client.get("/v1/query", params=params)
+    assert r.status_code in (400, 422)
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["param"] == param
+
+
+def test_catalogue_and_dimensions(stack):
+    client, runner = stack
+    post(client, requests(100, 10))
+    runner.close_all()
+    metrics = {m["name"]: m for m in client.get("/v1/metrics").json()}
+    assert metrics["request_duration_seconds"]["unit"] == "seconds"
+    assert "p99.9" in metrics["request_duration_seconds"]["stats"]
+    assert client.get("/v1/dimensions/pool").json() == ["pool-a", "pool-b"]
+    assert client.get("/v1/dimensions/worker_id").json() == [f"w{i}" for i in range(7)]
+    assert client.get("/v1/dimensions/colour").status_code == 404
