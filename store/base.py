@@ -1,10 +1,14 @@
 """The store interface the engine writes to and the query API reads from.
 
 Rollups are keyed by (family, labels, resolution, bucket, shard). A regular rollup is written
-once per shard; a ``late`` rollup is a delta that the store merges into what it holds for that
-key. Readers merge every shard of a bucket. Checkpoints (engine state + the source offsets that
-state covers) are written in the same atomic unit as the rollups they produced, which is what
-makes results exactly-once after a crash.
+once per shard (re-writing it is idempotent); a ``late`` delta with a ``tag`` (the Kafka offset
+it came from) is its own shard ``<shard>@<tag>``, so replays rewrite it rather than add it again;
+a ``late`` delta without a tag (embedded mode) is merged into what the store holds. Readers
+merge every shard of a bucket.
+
+Exactly-once after a crash: rollups are written (idempotently) before the checkpoint (engine
+state + the next source offsets) that covers them, so a crash in between only makes the replay
+rewrite the very same rows.
 """
 
 from __future__ import annotations

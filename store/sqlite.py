@@ -67,16 +67,18 @@ class SQLiteStore:
                 for r in rollups:
                     labels = orjson.dumps(r.labels).decode()
                     agg = r.agg
-                    if r.late:
+                    key_shard = shard if r.tag is None else f"{shard}@{r.tag}"
+                    if r.late and r.tag is None:
                         row = db.execute(
                             "SELECT agg FROM rollups WHERE family=? AND labels=? AND resolution=?"
                             " AND bucket=? AND shard=?",
-                            (r.family, labels, r.resolution, r.bucket, shard)).fetchone()
+                            (r.family, labels, r.resolution, r.bucket, key_shard)).fetchone()
                         if row is not None:
                             agg = Aggregate.from_bytes(row[0])
                             agg.merge(r.agg)
                     db.execute("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)",
-                               (r.family, labels, r.resolution, r.bucket, shard, agg.to_bytes()))
+                               (r.family, labels, r.resolution, r.bucket, key_shard,
+                                agg.to_bytes()))
                     db.execute(
                         "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (family, labels) DO "
                         "UPDATE SET first_seen=min(first_seen, excluded.first_seen), "

@@ -44,6 +44,7 @@ class Rollup:
     bucket: int  # epoch seconds of the bucket start
     agg: Aggregate
     late: bool = False
+    tag: str | None = None  # for late deltas: the input unit they came from (e.g. an offset)
 
 
 class Engine:
@@ -65,8 +66,13 @@ class Engine:
 
     # -- ingest ---------------------------------------------------------------------------
 
-    def process(self, events: list[Event], source: str = "default") -> list[Rollup]:
-        """Aggregate a batch of valid canonical events; returns the rollups that closed."""
+    def process(self, events: list[Event], source: str = "default", tag: str | None = None
+                ) -> list[Rollup]:
+        """Aggregate a batch of valid canonical events; returns the rollups that closed.
+
+        ``tag`` names the input unit (a Kafka offset): late deltas carry it, so a replay of the
+        same unit produces the same keyed delta and an idempotent store write.
+        """
         res0 = self.resolutions[0]
         late_before = math.floor(self.closed_until / res0) * res0 if self.closed_until > -math.inf \
             else -math.inf
@@ -110,7 +116,7 @@ class Engine:
 
         out: list[Rollup] = []
         for (series, bucket), p in sorted(late.items(), key=lambda kv: kv[0][1]):
-            self._cascade(0, series, bucket, p.close(), out, late=True)
+            self._cascade(0, series, bucket, p.close(), out, tag)
         out.extend(self.advance(self.watermark()))
         return out
 
@@ -162,7 +168,7 @@ class Engine:
             target.merge(agg)
 
     def _cascade(self, level: int, series: SeriesKey, bucket: int, agg: Aggregate,
-                 out: list[Rollup], late: bool) -> None:
+                 out: list[Rollup], tag: str | None) -> None:
         """Emit a late delta at ``level`` and route it upward: merge if open, else emit too."""
         res = self.resolutions[level]
         start = bucket // res * res
@@ -173,9 +179,9 @@ class Engine:
             else:
                 up[series] = agg.copy()
             return
-        out.append(Rollup(series[0], series[1], res, start, agg, late=late))
+        out.append(Rollup(series[0], series[1], res, start, agg, late=True, tag=tag))
         if level + 1 < len(self.resolutions):
-            self._cascade(level + 1, series, bucket, agg.copy(), out, late)
+            self._cascade(level + 1, series, bucket, agg.copy(), out, tag)
 
     # -- checkpoints ----------------------------------------------------------------------
 
