@@ -1,0 +1,200 @@
+"""The distributed store on Apache Cassandra.
+
+Tables (created by a versioned migration, ``migrate()``):
+
+- ``rollups``: partition ``(family, labels, resolution, period)`` where a period is a day of 10 s
+  buckets, a week of 1 min buckets or a year of 1 h buckets, so no partition grows without
+  bound; clustered by ``bucket, shard``; TimeWindowCompactionStrategy; each row written
+  ``USING TTL`` of its resolution's retention.
+- ``series``: the catalogue, one partition per family, so dimension filters never scan rollups.
+- ``checkpoints``: one partition per worker shard (a single-partition write is atomic).
+- ``rejects``: recent rejected events per day, with a TTL.
+
+Only prepared statements are used; values never become CQL text. Range reads fan out as
+concurrent async queries, one per (series, period).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from uuid import uuid1
+
+import orjson
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Cluster, Session
+from cassandra.concurrent import execute_concurrent_with_args
+from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.query import SimpleStatement
+
+from store.base import (
+    DEFAULT_RETENTION,
+    Checkpoint,
+    RejectRecord,
+    SeriesRef,
+    StoredRollup,
+)
+from streams.aggregate import Aggregate
+from streams.engine import Rollup
+
+PERIOD = {10: 86_400, 60: 7 * 86_400, 3600: 365 * 86_400}
+REJECT_TTL = 7 * 86_400
+SCHEMA_VERSION = 1
+
+
+def _migrations(keyspace: str, rf: int) -> list[str]:
+    return [
+        f"CREATE KEYSPACE IF NOT EXISTS {keyspace} WITH replication = "
+        f"{{'class': 'SimpleStrategy', 'replication_factor': {rf}}}",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_version (id int PRIMARY KEY, version int)",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.rollups ("
+        " family text, labels text, resolution int, period bigint, bucket bigint, shard text,"
+        " agg blob, PRIMARY KEY ((family, labels, resolution, period), bucket, shard))"
+        " WITH CLUSTERING ORDER BY (bucket ASC, shard ASC)"
+        " AND compaction = {'class': 'TimeWindowCompactionStrategy',"
+        " 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.series ("
+        " family text, labels text, PRIMARY KEY ((family), labels))",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.checkpoints ("
+        " name text PRIMARY KEY, state blob, offsets text, written double)",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.rejects ("
+        " day bigint, id timeuuid, time double, source text, reason text, raw blob,"
+        " PRIMARY KEY ((day), id)) WITH CLUSTERING ORDER BY (id DESC)",
+    ]
+
+
+class CassandraStore:
+    """A :class:`store.base.RollupStore` on Cassandra; thread-safe (the driver session is)."""
+
+    def __init__(self, hosts: Sequence[str], port: int = 9042, keyspace: str = "snakepit_perf",
+                 replication_factor: int = 1, retention: dict[int, int] | None = None,
+                 write_consistency: str = "LOCAL_QUORUM", read_consistency: str = "LOCAL_QUORUM",
+                 connect_timeout: float = 10.0) -> None:
+        self.keyspace = keyspace
+        self.retention = retention or DEFAULT_RETENTION
+        self._cluster = Cluster(list(hosts), port=port, connect_timeout=connect_timeout,
+                                protocol_version=5,
+                                load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()))
+        self.session: Session = self._cluster.connect()
+        self.session.default_timeout = 30
+        self.migrate(replication_factor)
+        self._write_cl = getattr(ConsistencyLevel, write_consistency)
+        self._read_cl = getattr(ConsistencyLevel, read_consistency)
+        ks = keyspace
+        self._insert = self._prepare(
+            f"INSERT INTO {ks}.rollups (family, labels, resolution, period, bucket, shard, agg)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", self._write_cl)
+        self._insert_series = self._prepare(
+            f"INSERT INTO {ks}.series (family, labels) VALUES (?, ?)", self._write_cl)
+        self._select = self._prepare(
+            f"SELECT bucket, agg FROM {ks}.rollups WHERE family=? AND labels=? AND resolution=?"
+            " AND period=? AND bucket>=? AND bucket<?", self._read_cl)
+        self._select_series = self._prepare(
+            f"SELECT labels FROM {ks}.series WHERE family=?", self._read_cl)
+        self._put_checkpoint = self._prepare(
+            f"INSERT INTO {ks}.checkpoints (name, state, offsets, written) VALUES (?, ?, ?, ?)",
+            self._write_cl)
+        self._get_checkpoint = self._prepare(
+            f"SELECT state, offsets FROM {ks}.checkpoints WHERE name=?", self._read_cl)
+        self._put_reject = self._prepare(
+            f"INSERT INTO {ks}.rejects (day, id, time, source, reason, raw) VALUES"
+            " (?, ?, ?, ?, ?, ?) USING TTL ?", self._write_cl)
+        self._get_rejects = self._prepare(
+            f"SELECT time, source, reason, raw FROM {ks}.rejects WHERE day=? LIMIT ?",
+            self._read_cl)
+        self._known_series: set[tuple[str, str]] = set()
+
+    def _prepare(self, cql: str, consistency: int):
+        stmt = self.session.prepare(cql)
+        stmt.consistency_level = consistency
+        return stmt
+
+    def migrate(self, replication_factor: int = 1) -> int:
+        """Apply the schema migrations (idempotent); returns the schema version."""
+        for cql in _migrations(self.keyspace, replication_factor):
+            self.session.execute(SimpleStatement(cql), timeout=60)
+        self.session.execute(
+            f"INSERT INTO {self.keyspace}.schema_version (id, version) VALUES (0, %s)",
+            (SCHEMA_VERSION,))
+        return SCHEMA_VERSION
+
+    def write(self, rollups: Sequence[Rollup], shard: str = "",
+              checkpoint: tuple[str, Checkpoint] | None = None) -> None:
+        rows, series = [], []
+        for r in rollups:
+            labels = orjson.dumps(r.labels).decode()
+            key_shard = shard if r.tag is None else f"{shard}@{r.tag}"
+            if r.late and r.tag is None:
+                key_shard = f"{shard}@late-{uuid1()}"  # untagged deltas must not overwrite
+            ttl = self.retention.get(r.resolution, max(self.retention.values()))
+            rows.append((r.family, labels, r.resolution, r.bucket // PERIOD[r.resolution],
+                         r.bucket, key_shard, r.agg.to_bytes(), ttl))
+            if (r.family, labels) not in self._known_series:
+                series.append((r.family, labels))
+        for args_list, stmt in ((rows, self._insert), (series, self._insert_series)):
+            if args_list:
+                for ok, result in execute_concurrent_with_args(
+                        self.session, stmt, args_list, concurrency=64, raise_on_first_error=False):
+                    if not ok:
+                        raise result
+        self._known_series.update(series)
+        if checkpoint is not None:
+            name, cp = checkpoint
+            self.session.execute(self._put_checkpoint,
+                                 (name, cp.state, orjson.dumps(cp.offsets).decode(), time.time()))
+
+    def load_checkpoint(self, name: str) -> Checkpoint | None:
+        row = self.session.execute(self._get_checkpoint, (name,)).one()
+        return None if row is None else Checkpoint(row.state, orjson.loads(row.offsets))
+
+    def series(self, family: str) -> list[SeriesRef]:
+        rows = self.session.execute(self._select_series, (family,))
+        return [SeriesRef(family, tuple(orjson.loads(r.labels))) for r in rows]
+
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
+             ) -> list[StoredRollup]:
+        period = PERIOD[resolution]
+        args, owners = [], []
+        for ref in refs:
+            labels = orjson.dumps(ref.labels).decode()
+            for p in range(start // period, (end - 1) // period + 1):
+                args.append((ref.family, labels, resolution, p, start, end))
+                owners.append(ref)
+        results = execute_concurrent_with_args(self.session, self._select, args, concurrency=64,
+                                               raise_on_first_error=True, results_generator=False)
+        out: list[StoredRollup] = []
+        for ref, (_, rows) in zip(owners, results, strict=True):
+            previous: StoredRollup | None = None
+            for row in rows:
+                agg = Aggregate.from_bytes(row.agg)
+                if previous is not None and previous.bucket == row.bucket:
+                    previous.agg.merge(agg)  # another shard of the same bucket
+                    continue
+                previous = StoredRollup(ref, resolution, row.bucket, agg)
+                out.append(previous)
+        return out
+
+    def add_rejects(self, rejects: Sequence[RejectRecord]) -> None:
+        args = [(int(r.time // 86_400), uuid1(), r.time, r.source, r.reason, r.raw, REJECT_TTL)
+                for r in rejects]
+        for ok, result in execute_concurrent_with_args(self.session, self._put_reject, args,
+                                                        raise_on_first_error=False):
+            if not ok:
+                raise result
+
+    def rejects(self, limit: int = 100) -> list[RejectRecord]:
+        out: list[RejectRecord] = []
+        day = int(time.time() // 86_400)
+        for d in range(day, day - REJECT_TTL // 86_400 - 1, -1):
+            for row in self.session.execute(self._get_rejects, (d, limit - len(out))):
+                out.append(RejectRecord(row.time, row.source, row.reason, row.raw))
+            if len(out) >= limit:
+                break
+        return out
+
+    def apply_retention(self, now: float) -> int:
+        """Rows expire by their own TTL; nothing to delete by hand."""
+        return 0
+
+    def close(self) -> None:
+        self._cluster.shutdown()

@@ -1,0 +1,124 @@
+"""One behavioural suite for both stores: real SQLite and the real Cassandra node."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from store.base import Checkpoint, RejectRecord, SeriesRef
+from store.sqlite import SQLiteStore
+from streams.aggregate import Aggregate
+from streams.engine import Rollup
+from tests.support import T0
+
+
+def agg(n: int, base: float = 100.0) -> Aggregate:
+    a = Aggregate()
+    a.add_counter("requests", n)
+    a.add_values("duration_us", [base + i for i in range(n)])
+    a.add_gauge("queue_depth", T0, n)
+    return a
+
+
+@pytest.fixture
+def cassandra_store(local_servers, unique_name):
+    from store.cassandra import CassandraStore
+
+    s = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
+                       keyspace=unique_name, write_consistency="ONE", read_consistency="ONE")
+    yield s
+    s.session.execute(f"DROP KEYSPACE IF EXISTS {unique_name}")
+    s.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])
+def store(request, tmp_path):
+    if request.param == "cassandra":
+        yield request.getfixturevalue("cassandra_store")
+        return
+    s = SQLiteStore(tmp_path / "s.sqlite3")
+    yield s
+    s.close()
+
+
+LABELS = ("pool-a", "process", "grpc", "predict", "", "", "", "")
+
+
+def test_write_and_read_each_resolution(store):
+    rollups = [Rollup("request", LABELS, res, T0 + i * res, agg(i + 1))
+               for res in (10, 60, 3600) for i in range(5)]
+    store.write(rollups, shard="0")
+    ref = SeriesRef("request", LABELS)
+    assert store.series("request") == [ref]
+    for res in (10, 60, 3600):
+        rows = store.read([ref], res, T0, T0 + 5 * res)
+        assert [r.bucket for r in rows] == [T0 + i * res for i in range(5)]
+        assert [r.agg.counters["requests"] for r in rows] == [1, 2, 3, 4, 5]
+        assert rows[2].agg == agg(3)
+        assert len(store.read([ref], res, T0 + res, T0 + 3 * res)) == 2
+
+
+def test_range_reads_span_days_and_partitions(store):
+    # 10 s buckets every 6 hours over 9 days: crosses 9 day-partitions at 10 s.
+    buckets = [T0 + i * 6 * 3600 for i in range(36)]
+    store.write([Rollup("request", LABELS, 10, b, agg(1)) for b in buckets])
+    rows = store.read([SeriesRef("request", LABELS)], 10, T0, T0 + 9 * 86400)
+    assert [r.bucket for r in rows] == buckets
+
+
+def test_rewrites_are_idempotent_and_shards_merge(store):
+    ref = SeriesRef("request", LABELS)
+    for _ in range(3):
+        store.write([Rollup("request", LABELS, 10, T0, agg(5))], shard="0")
+    store.write([Rollup("request", LABELS, 10, T0, agg(2))], shard="1")
+    late = Rollup("request", LABELS, 10, T0, agg(1, base=9000), late=True, tag="offset-77")
+    store.write([late], shard="0")
+    store.write([late], shard="0")  # a replay of the same input unit
+    (row,) = store.read([ref], 10, T0, T0 + 10)
+    assert row.agg.counters["requests"] == 5 + 2 + 1
+    assert row.agg.dists["duration_us"].max == 9000
+
+
+def test_checkpoints_round_trip(store):
+    assert store.load_checkpoint("g:t:0") is None
+    store.write([], checkpoint=("g:t:0", Checkpoint(b"\x00state\xff", {"t:0": 1234})))
+    store.write([], checkpoint=("g:t:0", Checkpoint(b"newer", {"t:0": 2000})))
+    cp = store.load_checkpoint("g:t:0")
+    assert cp.state == b"newer" and cp.offsets == {"t:0": 2000}
+
+
+def test_cql_looking_values_are_stored_verbatim(store):
+    evil = ("x'; DROP TABLE rollups; --", 'quote"d', "semi;colon", "$$", "", "", "", "")
+    store.write([Rollup("request", evil, 60, T0, agg(1))])
+    assert store.series("request") == [SeriesRef("request", evil)]
+    (row,) = store.read([SeriesRef("request", evil)], 60, T0, T0 + 60)
+    assert row.agg.counters["requests"] == 1
+    store.write([Rollup("request", LABELS, 60, T0, agg(2))])
+    assert len(store.series("request")) == 2  # the table is still there
+
+
+def test_rejects_are_kept_with_reason_and_bytes(store):
+    store.add_rejects([RejectRecord(time.time(), "http:127.0.0.1", "bad", b"\xff{raw")])
+    (r,) = store.rejects(10)
+    assert (r.source, r.reason, r.raw) == ("http:127.0.0.1", "bad", b"\xff{raw")
+
+
+@pytest.mark.cassandra
+def test_cassandra_rows_carry_their_resolution_ttl(cassandra_store):
+    store = cassandra_store
+    store.write([Rollup("request", LABELS, res, T0, agg(1)) for res in (10, 60, 3600)])
+    rows = store.session.execute(
+        f"SELECT resolution, TTL(agg) AS ttl FROM {store.keyspace}.rollups")
+    ttls = {r.resolution: r.ttl for r in rows}
+    for res, keep in store.retention.items():
+        assert keep - 60 <= ttls[res] <= keep
+
+
+def test_sqlite_retention_drops_old_rollups(tmp_path):
+    s = SQLiteStore(tmp_path / "r.sqlite3", retention={10: 100, 60: 1000, 3600: 10_000})
+    s.write([Rollup("request", LABELS, res, T0, agg(1)) for res in (10, 60, 3600)])
+    assert s.apply_retention(T0 + 500) == 1
+    ref = SeriesRef("request", LABELS)
+    assert s.read([ref], 10, T0, T0 + 10) == []
+    assert len(s.read([ref], 60, T0, T0 + 60)) == 1
