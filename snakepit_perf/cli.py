@@ -42,6 +42,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="port to bind (default 8080)")
     run.set_defaults(func=_cmd_run)
 
+    worker = sub.add_parser("worker", parents=[common],
+                            help="a stream worker: consume events from Kafka, store rollups in "
+                                 "Cassandra (run several for more partitions)")
+    worker.set_defaults(func=_cmd_worker)
+
+    api = sub.add_parser("api", parents=[common],
+                         help="the query and ingest API over Cassandra and Kafka (distributed)")
+    api.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    api.add_argument("--port", type=int, help="port to bind (default 8080)")
+    api.set_defaults(func=_cmd_api)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -71,6 +82,38 @@ def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
         return 2
     app = build_embedded(settings)
     uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
+    import logging
+    import signal
+
+    from snakepit_perf.distributed import build_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
+    worker = build_worker(settings)
+    print(f"worker consuming {settings.kafka.events_topic} at {settings.kafka.bootstrap} "
+          f"(group {settings.kafka.consumer_group}), storing to Cassandra "
+          f"{','.join(settings.cassandra.hosts)}:{settings.cassandra.port}", flush=True)
+    worker.run(should_stop=lambda: bool(stopping))
+    return 0
+
+
+def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
+    import uvicorn
+
+    from snakepit_perf.distributed import build_api
+
+    if not _is_loopback(settings.api.host):
+        print(f"snakepit-perf: refusing to bind {settings.api.host}: API keys are not supported "
+              "yet, so the API only listens on a loopback address", file=sys.stderr)
+        return 2
+    uvicorn.run(build_api(settings), host=settings.api.host, port=settings.api.port,
+                log_level="info")
     return 0
 
 

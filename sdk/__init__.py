@@ -1,0 +1,1 @@
+"""Client side: the producer library shared by the load generator, Snakepit hosts and users."""

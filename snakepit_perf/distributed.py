@@ -1,0 +1,56 @@
+"""Wire the distributed parts: the stream worker and the API, over Kafka and Cassandra."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.app import create_app
+from api.services import Services
+from schemas.events import Event
+from sdk.producer import EventProducer
+from snakepit_perf.config import Settings
+from store.cassandra import CassandraStore
+from streams.kafka_worker import KafkaWorker
+
+
+class KafkaSink:
+    """Accepted HTTP events go to the events topic; ``submit`` returns once Kafka has them."""
+
+    def __init__(self, producer: EventProducer) -> None:
+        self.producer = producer
+
+    def submit(self, events: Sequence[Event]) -> None:
+        self.producer.send_many(events)
+        if self.producer.flush(30) > 0:
+            raise RuntimeError("Kafka did not acknowledge the events in 30 s")
+
+
+def cassandra_store(settings: Settings) -> CassandraStore:
+    c = settings.cassandra
+    return CassandraStore(c.hosts, c.port, c.keyspace, c.replication_factor)
+
+
+def build_worker(settings: Settings) -> KafkaWorker:
+    k = settings.kafka
+    return KafkaWorker(cassandra_store(settings), k.bootstrap, k.events_topic, k.consumer_group,
+                       k.dlq_topic)
+
+
+def build_api(settings: Settings) -> FastAPI:
+    store = cassandra_store(settings)
+    producer = EventProducer(settings.kafka.bootstrap, settings.kafka.events_topic)
+    app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed"))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            producer.flush(30)
+            store.close()
+
+    app.router.lifespan_context = lifespan
+    return app

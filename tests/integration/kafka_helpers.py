@@ -1,0 +1,76 @@
+"""Helpers for tests against the real broker: topics, producing test streams, reading stores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from sdk.producer import EventProducer
+
+EXE = str(Path(sys.executable).with_name("snakepit-perf"))
+
+
+def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for fut in admin.create_topics([NewTopic(name, num_partitions=partitions)]).values():
+        fut.result(timeout=30)
+
+
+def produce(bootstrap: str, topic: str, events, batch_size: int = 500) -> None:
+    producer = EventProducer(bootstrap, topic, batch_size=batch_size)
+    producer.send_many(events)
+    assert producer.flush(60) == 0 and producer.failed == 0
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "offset-probe"})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions}
+    finally:
+        c.close()
+
+
+def stored_offsets(store, group: str, topic: str, partitions) -> dict[int, int]:
+    out = {}
+    for p in partitions:
+        cp = store.load_checkpoint(f"{group}:{topic}:{p}")
+        out[p] = cp.offsets[f"{topic}:{p}"] if cp else 0
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5,
+             procs: tuple[tuple[subprocess.Popen, Path], ...] = ()) -> None:
+    """Poll ``predicate``; fail early, with its log, if a process it depends on died."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        for proc, log in procs:
+            assert proc.poll() is None, f"worker exited with {proc.returncode} while waiting " \
+                                        f"for {what}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+
+
+def worker_process(bootstrap: str, topic: str, group: str, keyspace: str, cassandra_port: int,
+                   log: Path) -> subprocess.Popen:
+    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": bootstrap,
+           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
+           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": group,
+           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": keyspace,
+           "SNAKEPIT_PERF_CASSANDRA_PORT": str(cassandra_port)}
+    return subprocess.Popen([EXE, "worker"], env=env, stdout=open(log, "ab"),
+                            stderr=subprocess.STDOUT)
+
+
+def all_rows(session, keyspace: str) -> dict[tuple, bytes]:
+    rows = session.execute(f"SELECT family, labels, resolution, bucket, shard, agg "
+                           f"FROM {keyspace}.rollups")
+    return {(r.family, r.labels, r.resolution, r.bucket, r.shard): r.agg for r in rows}
