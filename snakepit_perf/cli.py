@@ -53,6 +53,26 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, help="port to bind (default 8080)")
     api.set_defaults(func=_cmd_api)
 
+    sim = sub.add_parser("simulate", parents=[common],
+                         help="a realistic Snakepit load generator, to HTTP or Kafka")
+    target = sim.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="API base URL, e.g. http://127.0.0.1:8080")
+    target.add_argument("--kafka", nargs="?", const="", metavar="BOOTSTRAP",
+                        help="produce to the events topic (default bootstrap from config)")
+    sim.add_argument("--rate", type=float, default=200.0, help="mean requests/s (default 200)")
+    sim.add_argument("--duration", type=float, default=60.0, help="simulated seconds (default 60)")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same events")
+    sim.add_argument("--fast", action="store_true",
+                     help="send as fast as possible instead of in real time")
+    sim.add_argument("--start", type=float,
+                     help="epoch seconds of the first event (default now)")
+    sim.add_argument("--incident", action="append", default=[], metavar="KIND:POOL:FROM:TO",
+                     help="inject an incident, seconds from start; kinds: latency_regression, "
+                          "error_burst, crash_loop, memory_leak, queue_saturation")
+    sim.add_argument("--native", action="store_true",
+                     help="emit requests as native Snakepit telemetry envelopes")
+    sim.set_defaults(func=_cmd_simulate)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -115,6 +135,28 @@ def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
     uvicorn.run(build_api(settings), host=settings.api.host, port=settings.api.port,
                 log_level="info")
     return 0
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: config.Settings) -> int:
+    from simulator.run import drive
+
+    if args.url:
+        from sdk.http import HttpSender
+
+        sink = HttpSender(args.url)
+    else:
+        from sdk.producer import EventProducer
+
+        sink = EventProducer(args.kafka or settings.kafka.bootstrap, settings.kafka.events_topic)
+    try:
+        sent = drive(sink, args.rate, args.duration, args.seed, realtime=not args.fast,
+                     start=args.start, incidents=args.incident, native=args.native)
+    except ValueError as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return 2
+    rejected = getattr(sink, "rejected", 0) or getattr(sink, "failed", 0)
+    print(f"sent {sent} events; {rejected} rejected or undelivered")
+    return 1 if rejected else 0
 
 
 def _cmd_infra(args: argparse.Namespace, settings: config.Settings) -> int:
