@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from api import ingest, problems, routes_query
+from api.auth import ApiKey, Authenticator, require
 from api.services import Services
 from snakepit_perf import __version__
 
@@ -19,13 +20,16 @@ class Health(BaseModel):
     uptime_seconds: float
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app = FastAPI(title="snakepit-perf", version=__version__,
                   description="Performance monitoring for Snakepit deployments.")
     app.state.services = services
+    app.state.auth = Authenticator(keys or [])
     problems.install(app)
-    app.include_router(ingest.router)
-    app.include_router(routes_query.router)
+    viewer, operator = [Depends(require("viewer"))], [Depends(require("operator"))]
+    app.include_router(ingest.ingest_router, dependencies=operator)
+    app.include_router(ingest.rejects_router, dependencies=viewer)
+    app.include_router(routes_query.router, dependencies=viewer)
     started = time.monotonic()
 
     @app.get("/health", response_model=Health, tags=["health"])

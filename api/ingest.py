@@ -16,7 +16,8 @@ from api.services import Services, get_services
 from schemas.decode import decode_json, decode_ndjson
 from store.base import RejectRecord
 
-router = APIRouter(tags=["ingest"])
+ingest_router = APIRouter(tags=["ingest"])
+rejects_router = APIRouter(tags=["ingest"])
 
 JSON_TYPES = {"application/json", "text/json"}
 NDJSON_TYPES = {"application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -42,7 +43,7 @@ class StoredReject(BaseModel):
     raw_base64: str
 
 
-@router.post("/v1/events", status_code=202, response_model=IngestResult,
+@ingest_router.post("/v1/events", status_code=202, response_model=IngestResult,
              summary="Ingest one event, a JSON array, or NDJSON (gzip accepted)")
 async def ingest(request: Request, services: Annotated[Services, Depends(get_services)]
                  ) -> IngestResult:
@@ -70,7 +71,7 @@ async def ingest(request: Request, services: Annotated[Services, Depends(get_ser
                                   for r in decoded.rejects])
 
 
-@router.get("/v1/rejects", response_model=list[StoredReject],
+@rejects_router.get("/v1/rejects", response_model=list[StoredReject],
             summary="The most recent rejected events, newest first, with reasons and raw bytes")
 def rejects(services: Annotated[Services, Depends(get_services)],
             limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> list[StoredReject]:

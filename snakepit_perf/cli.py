@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, help="port to bind (default 8080)")
     api.set_defaults(func=_cmd_api)
 
+    keys = sub.add_parser("keys", parents=[common], help="create an API key (prints its hash entry)")
+    keys.add_argument("action", choices=["create"])
+    keys.add_argument("--name", required=True, help="who or what uses the key")
+    keys.add_argument("--role", choices=["viewer", "operator", "admin"], default="viewer")
+    keys.set_defaults(func=_cmd_keys)
+
     sim = sub.add_parser("simulate", parents=[common],
                          help="a realistic Snakepit load generator, to HTTP or Kafka")
     target = sim.add_mutually_exclusive_group(required=True)
@@ -96,13 +102,29 @@ def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
 
     from snakepit_perf.embedded import build_embedded
 
-    if not _is_loopback(settings.api.host):
-        print(f"snakepit-perf: refusing to bind {settings.api.host}: API keys are not supported "
-              "yet, so the API only listens on a loopback address", file=sys.stderr)
+    keys = _api_keys(settings)
+    if keys is None:
         return 2
-    app = build_embedded(settings)
-    uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
+    uvicorn.run(build_embedded(settings, keys), host=settings.api.host, port=settings.api.port,
+                log_level="info")
     return 0
+
+
+def _api_keys(settings: config.Settings):
+    """The configured API keys, or None (after saying why) when the bind would be unsafe."""
+    from api.auth import parse_keys
+
+    try:
+        keys = parse_keys(settings.api.keys)
+    except ValueError as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return None
+    if not keys and not _is_loopback(settings.api.host):
+        print(f"snakepit-perf: refusing to bind {settings.api.host} without API keys: anyone who "
+              "can reach it could read and write your data. Create one with `snakepit-perf keys "
+              "create` and set api.keys, or bind 127.0.0.1", file=sys.stderr)
+        return None
+    return keys
 
 
 def _cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
@@ -128,12 +150,22 @@ def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
 
     from snakepit_perf.distributed import build_api
 
-    if not _is_loopback(settings.api.host):
-        print(f"snakepit-perf: refusing to bind {settings.api.host}: API keys are not supported "
-              "yet, so the API only listens on a loopback address", file=sys.stderr)
+    keys = _api_keys(settings)
+    if keys is None:
         return 2
-    uvicorn.run(build_api(settings), host=settings.api.host, port=settings.api.port,
+    uvicorn.run(build_api(settings, keys), host=settings.api.host, port=settings.api.port,
                 log_level="info")
+    return 0
+
+
+def _cmd_keys(args: argparse.Namespace, settings: config.Settings) -> int:
+    from api.auth import hash_key, new_key
+
+    key = new_key()
+    entry = f"{args.name}:{args.role}:{hash_key(key)}"
+    print(f"API key (shown once, keep it secret): {key}")
+    print(f"add to the server's config:  [api] keys = [\"{entry}\"]")
+    print(f"or its environment:          SNAKEPIT_PERF_API_KEYS={entry}")
     return 0
 
 

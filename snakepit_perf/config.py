@@ -24,6 +24,8 @@ class ConfigError(ValueError):
 class ApiSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # API keys as name:role:sha256hex (create with `snakepit-perf keys create`).
+    keys: list[str] = field(default_factory=list)
 
 
 @dataclass

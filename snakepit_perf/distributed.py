@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.auth import ApiKey
 from api.services import Services
 from schemas.events import Event
 from sdk.producer import EventProducer
@@ -39,10 +40,10 @@ def build_worker(settings: Settings) -> KafkaWorker:
                        k.dlq_topic)
 
 
-def build_api(settings: Settings) -> FastAPI:
+def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     store = cassandra_store(settings)
     producer = EventProducer(settings.kafka.bootstrap, settings.kafka.events_topic)
-    app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed"))
+    app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed"), keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

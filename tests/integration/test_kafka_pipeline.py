@@ -39,9 +39,9 @@ def cassandra_factory(local_servers, cassandra_session):
         s.close()
 
 
-def closing_events(start: float) -> list:
-    """One event per pool far enough ahead to close every earlier hour bucket."""
-    return requests(2, 1, pools=("pool-a", "pool-b"), start=start + 3600 + 30)
+def closing_events(start: float, pools: tuple[str, ...] = ("pool-a", "pool-b")) -> list:
+    """One event per pool (so per partition) far enough ahead to close every earlier hour."""
+    return requests(len(pools), 1, pools=pools, start=start + 3600 + 30)
 
 
 def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
@@ -124,8 +124,9 @@ def test_crashes_and_rebalance_store_exactly_what_a_crash_free_run_does(
         tmp_path):
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic)
-    events = requests(1_000_000, 3600, pools=tuple(f"pool-{i}" for i in range(6)), seed=5)
-    kh.produce(kafka_bootstrap, topic, events + closing_events(T0))
+    pools = tuple(f"pool-{i}" for i in range(12))
+    events = requests(1_000_000, 3600, pools=pools, seed=5)
+    kh.produce(kafka_bootstrap, topic, events + closing_events(T0, pools))
     ends = kh.end_offsets(kafka_bootstrap, topic)
     port = local_servers.cassandra_port
 

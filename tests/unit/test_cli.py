@@ -18,7 +18,7 @@ EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 def test_help_lists_exactly_the_commands_that_exist():
     out = subprocess.run([EXE, "--help"], capture_output=True, text=True, check=True).stdout
     listed = re.findall(r"^    (\S+)\s", out, flags=re.MULTILINE)
-    assert listed == ["run", "worker", "api", "simulate", "infra"]
+    assert listed == ["run", "worker", "api", "keys", "simulate", "infra"]
 
 
 def test_run_serves_health_on_the_chosen_port(tmp_path: Path):
@@ -49,4 +49,4 @@ def test_run_refuses_a_public_bind_without_auth(tmp_path: Path):
     proc = subprocess.run([EXE, "run", "--host", "0.0.0.0"], env=env, capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 2
-    assert "refusing to bind 0.0.0.0" in proc.stderr
+    assert "refusing to bind 0.0.0.0 without API keys" in proc.stderr
