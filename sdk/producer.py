@@ -27,11 +27,14 @@ class ProducerBufferFull(RuntimeError):
 
 class EventProducer:
     def __init__(self, bootstrap: str, topic: str = "snakepit.events", batch_size: int = 500,
-                 compression: str = "lz4", max_buffered_messages: int = 10_000,
+                 max_span_s: float = 1.0, compression: str = "lz4",
+                 max_buffered_messages: int = 10_000,
                  on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
                  **config: Any) -> None:
         self.topic = topic
         self.batch_size = batch_size
+        self.max_span_s = max_span_s
+        self._first_time: dict[str, float] = {}
         self.delivered = 0
         self.failed = 0
         self.last_error: KafkaError | None = None
@@ -44,9 +47,19 @@ class EventProducer:
         })
 
     def send(self, event: Any) -> None:
-        """Queue one event (a struct or a dict); a full batch is produced at once."""
-        key = (event.get("pool") if isinstance(event, dict) else getattr(event, "pool", None)) or ""
-        batch = self._batches.setdefault(key, [])
+        """Queue one event (a struct or a dict); a batch is produced once it is full or spans
+        ``max_span_s`` of event time (long spans would make the stream look late downstream)."""
+        is_dict = isinstance(event, dict)
+        key = (event.get("pool") if is_dict else getattr(event, "pool", None)) or ""
+        t = event.get("time") if is_dict else getattr(event, "time", None)
+        batch = self._batches.get(key)
+        if batch is None:
+            batch = self._batches[key] = []
+            self._first_time[key] = t if isinstance(t, float | int) else 0.0
+        elif isinstance(t, float | int) and t - self._first_time[key] > self.max_span_s:
+            self._produce(key, self._batches.pop(key))
+            batch = self._batches[key] = []
+            self._first_time[key] = t
         batch.append(_encode(event))
         if len(batch) >= self.batch_size:
             self._produce(key, self._batches.pop(key))

@@ -115,8 +115,13 @@ class Engine:
                     self.annotations.append(e)
 
         out: list[Rollup] = []
-        for (series, bucket), p in sorted(late.items(), key=lambda kv: kv[0][1]):
-            self._cascade(0, series, bucket, p.close(), out, tag)
+        if late:
+            deltas: dict[tuple[int, SeriesKey, int], Aggregate] = {}
+            for (series, bucket), p in sorted(late.items(), key=lambda kv: kv[0][1]):
+                self._cascade(0, series, bucket, p.close(), deltas)
+            out.extend(Rollup(series[0], series[1], self.resolutions[level], start, agg,
+                              late=True, tag=tag)
+                       for (level, series, start), agg in deltas.items())
         out.extend(self.advance(self.watermark()))
         return out
 
@@ -168,8 +173,9 @@ class Engine:
             target.merge(agg)
 
     def _cascade(self, level: int, series: SeriesKey, bucket: int, agg: Aggregate,
-                 out: list[Rollup], tag: str | None) -> None:
-        """Emit a late delta at ``level`` and route it upward: merge if open, else emit too."""
+                 deltas: dict[tuple[int, SeriesKey, int], Aggregate]) -> None:
+        """Route a late pane upward: merged into a bucket that is still open, else into one
+        delta per (resolution, series, bucket), so a batch emits each key at most once."""
         res = self.resolutions[level]
         start = bucket // res * res
         if level > 0 and start + res > self.closed_until:
@@ -179,9 +185,13 @@ class Engine:
             else:
                 up[series] = agg.copy()
             return
-        out.append(Rollup(series[0], series[1], res, start, agg, late=True, tag=tag))
+        key = (level, series, start)
+        if key in deltas:
+            deltas[key].merge(agg)
+        else:
+            deltas[key] = agg.copy()
         if level + 1 < len(self.resolutions):
-            self._cascade(level + 1, series, bucket, agg.copy(), out, tag)
+            self._cascade(level + 1, series, bucket, agg, deltas)
 
     # -- checkpoints ----------------------------------------------------------------------
 

@@ -205,3 +205,21 @@ def test_other_event_types_feed_their_families():
     assert r.gauges["cpu_core_1_percent"][1] == 30 and r.gauges["memory_bytes"][1] == 1024
     assert by[("python", ("", "", "torch", ""))].dists["python_us"].count == 1
     assert [a.title for a in eng.annotations] == ["v2"]
+
+
+def test_late_deltas_of_one_batch_have_one_row_per_key():
+    """Two late panes in one closed minute must not produce two rows with the same key
+    (the store would keep only the last)."""
+    events = requests(3_000, 300)
+    eng = Engine(lateness=0)
+    out = eng.process(events[2_000:])  # closes everything before ~T0 + 200
+    stragglers = [e for e in events[:2_000] if T0 + 60 <= e.time < T0 + 120]
+    out += eng.process(stragglers, tag="offset-9")
+    keys = [(r.family, r.labels, r.resolution, r.bucket, r.tag) for r in out if r.late]
+    assert len(keys) == len(set(keys))
+    stored: dict[tuple, Aggregate] = {}
+    for r in out:  # keyed overwrite, like the store
+        stored[(r.family, r.labels, r.resolution, r.bucket, r.tag)] = r.agg
+    minute = sum(a.counters.get("requests", 0) for k, a in stored.items()
+                 if k[0] == "request" and k[2] == 60 and k[3] == T0 + 60)
+    assert minute == len(stragglers)

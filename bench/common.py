@@ -1,0 +1,54 @@
+"""Shared helpers for benchmarks: servers, test streams, timing, and the report format.
+
+Every figure is reported next to a baseline measured in the same process on the same data, as
+a ratio, because absolute numbers drift from run to run on shared machines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import msgspec
+
+from infra import local
+from snakepit_perf import config
+from tests.support import requests
+
+
+def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
+    """The fastest of ``repeat`` timed runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def batches(n_events: int, per_message: int = 500, seed: int = 1) -> list[bytes]:
+    events = requests(n_events, n_events / 1000, seed=seed,
+                      pools=tuple(f"pool-{i}" for i in range(4)))
+    enc = msgspec.json.Encoder()
+    return [enc.encode(events[i:i + per_message]) for i in range(0, n_events, per_message)]
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[config.Settings]:
+    """Kafka and Cassandra, reused if already up, else started (and stopped afterwards)."""
+    settings = config.load()
+    host, port = settings.kafka.bootstrap.rsplit(":", 1)
+    targets = local.servers(settings.data_dir, int(port), settings.cassandra.port, host)
+    results = local.up(targets)
+    try:
+        yield settings
+    finally:
+        local.down([s for s, r in zip(targets, results, strict=True) if r.started])
+
+
+def report(title: str, rows: list[tuple[str, float, str]], baseline: float | None = None) -> None:
+    print(f"\n## {title}")
+    for name, value, unit in rows:
+        ratio = f"  ({value / baseline:.2f}x baseline)" if baseline else ""
+        print(f"  {name:<48} {value:>14,.0f} {unit}{ratio}")
