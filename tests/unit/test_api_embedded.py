@@ -134,3 +134,17 @@ def test_catalogue_and_dimensions(stack):
     assert client.get("/v1/dimensions/pool").json() == ["pool-a", "pool-b"]
     assert client.get("/v1/dimensions/worker_id").json() == [f"w{i}" for i in range(7)]
     assert client.get("/v1/dimensions/colour").status_code == 404
+
+
+def test_reject_and_accept_counts_are_prometheus_metrics(stack):
+    client, _ = stack
+    good = {"type": "request", "time": T0, "pool": "p", "command": "c", "duration_us": 5,
+            "status": "ok"}
+    client.post("/v1/events", content=orjson.dumps([good, good, {"type": "nope"}]),
+                headers={"Content-Type": "application/json"})
+    text = client.get("/metrics").text
+    assert "# TYPE snakepit_perf_events_rejected_total counter" in text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert float(values["snakepit_perf_events_accepted_total"]) == 2
+    assert float(values["snakepit_perf_events_rejected_total"]) == 1
+    assert float(values["snakepit_perf_engine_events_total"]) == 2
