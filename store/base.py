@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from schemas.events import Annotation
 from streams.aggregate import Aggregate
 from streams.engine import Rollup
 
@@ -56,6 +57,32 @@ class RejectRecord:
     id: int | None = None
 
 
+@dataclass(slots=True)
+class AnnotationRecord:
+    """A deploy, config change or business event, kept to line metrics up with (R11.4)."""
+
+    time: float
+    kind: str
+    title: str
+    text: str = ""
+    pool: str = ""
+    end_time: float | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """Content-derived, so a replayed annotation is written once."""
+        import hashlib
+
+        return hashlib.sha1(f"{self.time}|{self.kind}|{self.title}|{self.pool}".encode()
+                            ).hexdigest()[:16]
+
+
+def annotation_record(event: Annotation) -> AnnotationRecord:
+    return AnnotationRecord(event.time, event.kind, event.title, event.text or "",
+                            event.pool or "", event.end_time, dict(event.tags or {}))
+
+
 class RollupStore(Protocol):
     def write(self, rollups: Sequence[Rollup], shard: str = "",
               checkpoint: tuple[str, Checkpoint] | None = None) -> None:
@@ -73,6 +100,11 @@ class RollupStore(Protocol):
     def add_rejects(self, rejects: Sequence[RejectRecord]) -> None: ...
 
     def rejects(self, limit: int = 100) -> list[RejectRecord]: ...
+
+    def add_annotations(self, annotations: Sequence[AnnotationRecord]) -> None: ...
+
+    def annotations(self, start: float, end: float) -> list[AnnotationRecord]:
+        """Annotations overlapping ``[start, end)``, oldest first."""
 
     def apply_retention(self, now: float) -> int:
         """Drop rollups older than their resolution's retention; returns rows removed."""

@@ -29,6 +29,7 @@ from cassandra.query import SimpleStatement
 
 from store.base import (
     DEFAULT_RETENTION,
+    AnnotationRecord,
     Checkpoint,
     RejectRecord,
     SeriesRef,
@@ -57,6 +58,9 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         " family text, labels text, PRIMARY KEY ((family), labels))",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.checkpoints ("
         " name text PRIMARY KEY, state blob, offsets text, written double)",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.annotations ("
+        " day bigint, time double, id text, end_time double, kind text, title text, text text,"
+        " pool text, tags text, PRIMARY KEY ((day), time, id))",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.rejects ("
         " day bigint, id timeuuid, time double, source text, reason text, raw blob,"
         " PRIMARY KEY ((day), id)) WITH CLUSTERING ORDER BY (id DESC)",
@@ -102,6 +106,12 @@ class CassandraStore:
         self._get_rejects = self._prepare(
             f"SELECT time, source, reason, raw FROM {ks}.rejects WHERE day=? LIMIT ?",
             self._read_cl)
+        self._put_annotation = self._prepare(
+            f"INSERT INTO {ks}.annotations (day, time, id, end_time, kind, title, text, pool,"
+            " tags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", self._write_cl)
+        self._get_annotations = self._prepare(
+            f"SELECT time, kind, title, text, pool, end_time, tags FROM {ks}.annotations"
+            " WHERE day=?", self._read_cl)
         self._known_series: set[tuple[str, str]] = set()
 
     def _prepare(self, cql: str, consistency: int):
@@ -191,6 +201,26 @@ class CassandraStore:
             if len(out) >= limit:
                 break
         return out
+
+    def add_annotations(self, annotations: Sequence[AnnotationRecord]) -> None:
+        args = [(int(a.time // 86_400), a.time, a.id, a.end_time, a.kind, a.title, a.text,
+                 a.pool, orjson.dumps(a.tags).decode()) for a in annotations]
+        for ok, result in execute_concurrent_with_args(self.session, self._put_annotation, args,
+                                                        raise_on_first_error=False):
+            if not ok:
+                raise result
+
+    def annotations(self, start: float, end: float) -> list[AnnotationRecord]:
+        """Annotations starting in the range or up to 7 days before it (long ones overlap)."""
+        days = range(int(start // 86_400) - 7, int(end // 86_400) + 1)
+        results = execute_concurrent_with_args(self.session, self._get_annotations,
+                                               [(d,) for d in days], raise_on_first_error=True,
+                                               results_generator=False)
+        out = [AnnotationRecord(r.time, r.kind, r.title, r.text, r.pool, r.end_time,
+                                orjson.loads(r.tags))
+               for _, rows in results for r in rows]
+        return sorted((a for a in out if a.time < end and (a.end_time or a.time) >= start),
+                      key=lambda a: a.time)
 
     def apply_retention(self, now: float) -> int:
         """Rows expire by their own TTL; nothing to delete by hand."""

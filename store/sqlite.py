@@ -16,6 +16,7 @@ import orjson
 
 from store.base import (
     DEFAULT_RETENTION,
+    AnnotationRecord,
     Checkpoint,
     RejectRecord,
     SeriesRef,
@@ -36,6 +37,10 @@ CREATE TABLE IF NOT EXISTS series (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY, state BLOB NOT NULL, offsets TEXT NOT NULL, written REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id TEXT PRIMARY KEY, time REAL NOT NULL, end_time REAL, kind TEXT NOT NULL,
+    title TEXT NOT NULL, text TEXT NOT NULL, pool TEXT NOT NULL, tags TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, source TEXT NOT NULL,
@@ -135,6 +140,22 @@ class SQLiteStore:
                 "SELECT id, time, source, reason, raw FROM rejects ORDER BY id DESC LIMIT ?",
                 (limit,)).fetchall()
         return [RejectRecord(t, s, reason, raw, id=i) for i, t, s, reason, raw in rows]
+
+    def add_annotations(self, annotations: Sequence[AnnotationRecord]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(a.id, a.time, a.end_time, a.kind, a.title, a.text, a.pool,
+                  orjson.dumps(a.tags).decode()) for a in annotations])
+
+    def annotations(self, start: float, end: float) -> list[AnnotationRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time, kind, title, text, pool, end_time, tags FROM annotations "
+                "WHERE time < ? AND coalesce(end_time, time) >= ? ORDER BY time",
+                (end, start)).fetchall()
+        return [AnnotationRecord(t, k, ti, tx, p, e, orjson.loads(tags))
+                for t, k, ti, tx, p, e, tags in rows]
 
     def apply_retention(self, now: float) -> int:
         removed = 0

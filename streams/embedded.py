@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 
 from schemas.events import Event
-from store.base import Checkpoint, RollupStore
+from store.base import Checkpoint, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ class EmbeddedRunner:
                     wall = (now or time.time()) - self.engine.lateness - self.idle_grace
                     self._pending.extend(self.engine.advance(max(newest, wall)))
             pending, self._pending = self._pending, []
+            notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
         try:
+            if notes:
+                self.store.add_annotations([annotation_record(a) for a in notes])
             self.store.write(pending, checkpoint=(CHECKPOINT, Checkpoint(state)))
         except Exception:
             # Keep the rollups for the next attempt: a slow or failing store delays, never loses.
@@ -67,6 +70,7 @@ class EmbeddedRunner:
             log.exception("writing %d rollups failed; will retry", len(pending))
             with self._lock:
                 self._pending[:0] = pending
+                self.engine.annotations[:0] = notes
             return 0
         return len(pending)
 

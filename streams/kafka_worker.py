@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from schemas.decode import decode_json
-from store.base import Checkpoint, RejectRecord, RollupStore
+from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 
 log = logging.getLogger(__name__)
@@ -162,6 +162,10 @@ class KafkaWorker:
                 self.store.add_rejects(self._pending_rejects)
                 self._pending_rejects = []
             for p, s in dirty.items():
+                if s.engine.annotations:  # ids are content-derived: replays rewrite, not add
+                    self.store.add_annotations([annotation_record(a)
+                                                for a in s.engine.annotations])
+                    s.engine.annotations = []
                 self.store.write(s.pending, shard=f"{self.topic}:{p}")
                 s.pending = []
                 self.store.write([], checkpoint=(self._checkpoint_name(p), Checkpoint(

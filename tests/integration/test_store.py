@@ -122,3 +122,17 @@ def test_sqlite_retention_drops_old_rollups(tmp_path):
     ref = SeriesRef("request", LABELS)
     assert s.read([ref], 10, T0, T0 + 10) == []
     assert len(s.read([ref], 60, T0, T0 + 60)) == 1
+
+
+def test_annotations_overlap_and_replays_are_written_once(store):
+    from store.base import AnnotationRecord
+
+    deploy = AnnotationRecord(T0 + 100, "deploy", "v2", pool="pool-a", tags={"by": "ci"})
+    incident = AnnotationRecord(T0 - 3 * 86400, "incident", "db outage",
+                                end_time=T0 + 50)
+    store.add_annotations([deploy, incident])
+    store.add_annotations([deploy])  # replayed
+    assert [a.title for a in store.annotations(T0, T0 + 200)] == ["db outage", "v2"]
+    assert store.annotations(T0 + 60, T0 + 90) == []
+    (got,) = store.annotations(T0 + 100, T0 + 101)
+    assert got.tags == {"by": "ci"} and got.pool == "pool-a"
