@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from schemas.events import Event
 from store.base import Checkpoint, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
+from streams.live import LiveState
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class EmbeddedRunner:
         cp = store.load_checkpoint(CHECKPOINT)
         self.engine = (Engine.restore(cp.state, max_label_values) if cp is not None
                        else Engine(lateness=lateness, max_label_values=max_label_values))
+        self.engine.live = LiveState()
         self.idle_grace = idle_grace
         self.flush_interval = flush_interval
         self._lock = threading.Lock()

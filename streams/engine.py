@@ -29,6 +29,7 @@ import orjson
 from schemas.events import Annotation, Event, Request
 from streams import series as extract_series
 from streams.aggregate import Aggregate
+from streams.live import LiveState
 from streams.series import CardinalityLimiter, Pane
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (family, labels)
@@ -63,6 +64,7 @@ class Engine:
         self.closed_until = -math.inf
         self.stats: Counter[str] = Counter()
         self.annotations: list[Annotation] = []
+        self.live: LiveState | None = None  # set by runners that serve live views
 
     # -- ingest ---------------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ class Engine:
         reqs = [e for e in events if type(e) is Request]
         if reqs:
             extract_series.requests(reqs, res0, pane)
+            if self.live is not None:
+                self.live.add(reqs)
         if len(reqs) < len(events):
             for e in events:
                 extract = extract_series.EXTRACTORS.get(type(e))
