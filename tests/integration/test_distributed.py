@@ -1,0 +1,82 @@
+"""The distributed deployment end to end: `api` (ingest → Kafka) + `worker` (Kafka → Cassandra)
+as separate processes; queries through the API equal exact answers from the sent events."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from tests.integration import kafka_helpers as kh
+from tests.integration.test_simulate import _up, free_port
+from tests.support import T0, exact_quantile, requests
+
+pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
+
+
+def test_api_and_worker_processes_answer_exactly(kafka_bootstrap, local_servers,
+                                                 cassandra_session, unique_name, tmp_path: Path):
+    topic = unique_name
+    kh.create_topic(kafka_bootstrap, topic)
+    kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
+    port = free_port()
+    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
+           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": unique_name,
+           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": unique_name,
+           "SNAKEPIT_PERF_CASSANDRA_PORT": str(local_servers.cassandra_port),
+           "SNAKEPIT_PERF_API_PORT": str(port)}
+    logs = {name: open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (children write to them)
+            for name in ("api", "worker")}
+    api = subprocess.Popen([kh.EXE, "api"], env=env, stdout=logs["api"],
+                           stderr=subprocess.STDOUT)
+    worker = subprocess.Popen([kh.EXE, "worker"], env=env, stdout=logs["worker"],
+                              stderr=subprocess.STDOUT)
+    procs = ((api, tmp_path / "api.log"), (worker, tmp_path / "worker.log"))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        kh.wait_for(lambda: _up(port), 60, "the API to serve", procs=procs)
+        events = requests(20_000, 600, pools=("pool-a", "pool-b"))
+        closing = requests(2, 1, pools=("pool-a", "pool-b"), start=T0 + 3700)
+        for i in range(0, len(events), 2000):
+            r = httpx.post(f"{base}/v1/events", content=msgspec.json.encode(events[i:i + 2000]),
+                           headers={"Content-Type": "application/json"}, timeout=60)
+            assert r.status_code == 202 and r.json()["accepted"] == 2000
+        httpx.post(f"{base}/v1/events", content=msgspec.json.encode(closing),
+                   headers={"Content-Type": "application/json"}, timeout=60)
+        bad = httpx.post(f"{base}/v1/events", content=b'[{"type": "request"}]',
+                         headers={"Content-Type": "application/json"})
+        assert bad.json()["accepted"] == 0 and len(bad.json()["rejected"]) == 1
+
+        params = {"metric": "requests_total", "stat": "count", "from": T0, "to": T0 + 3600,
+                  "group_by": "pool"}
+
+        def counted() -> dict[str, float]:
+            r = httpx.get(f"{base}/v1/query", params=params, timeout=30).json()
+            return {s["labels"]["pool"]: s["points"][0][1] for s in r["series"] if s["points"]}
+
+        kh.wait_for(lambda: sum(counted().values()) == len(events), 120,
+                    "the worker to store every event", procs=procs)
+        assert counted() == {p: sum(e.pool == p for e in events) for p in ("pool-a", "pool-b")}
+        p99 = httpx.get(f"{base}/v1/query", params={
+            "metric": "request_duration_seconds", "stat": "p99", "from": T0, "to": T0 + 600,
+            "step": "5m", "where": "pool:pool-a"}).json()
+        for t, value in p99["series"][0]["points"]:
+            window = [e.duration_us for e in events if e.pool == "pool-a" and
+                      t <= e.time < t + 300]
+            exact = exact_quantile(window, 0.99) / 1e6
+            assert abs(value - exact) / exact <= 0.01
+        rejects = httpx.get(f"{base}/v1/rejects").json()
+        assert any("missing required field" in r["reason"] for r in rejects)
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+            proc.wait(30)
+        for f in logs.values():
+            f.close()
+        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {unique_name}")
