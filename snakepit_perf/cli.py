@@ -53,6 +53,25 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, help="port to bind (default 8080)")
     api.set_defaults(func=_cmd_api)
 
+    exp = sub.add_parser("export", parents=[common],
+                         help="archive closed days of rollups to Parquet (date=YYYY-MM-DD/)")
+    exp.add_argument("--archive", action="store_true", required=True,
+                     help="write the Parquet archive (the only export kind on the CLI; "
+                          "ad-hoc exports are GET /v1/export)")
+    exp.add_argument("--day", action="append", default=[], metavar="YYYY-MM-DD",
+                     help="archive this UTC day (repeat); default: every closed day")
+    exp.add_argument("--dir", type=Path, help="archive folder (default <data_dir>/archive)")
+    exp.add_argument("--keep-days", type=int, default=400,
+                     help="delete archived days older than this (default 400)")
+    exp.add_argument("--store", choices=["sqlite", "cassandra"], default="sqlite",
+                     help="read the embedded SQLite store or the distributed Cassandra one")
+    exp.set_defaults(func=_cmd_export)
+
+    st = sub.add_parser("store", parents=[common], help="the distributed store (Cassandra)")
+    st.add_argument("action", choices=["migrate"],
+                    help="create or upgrade the keyspace and tables")
+    st.set_defaults(func=_cmd_store)
+
     keys = sub.add_parser("keys", parents=[common], help="create an API key (prints its hash entry)")
     keys.add_argument("action", choices=["create"])
     keys.add_argument("--name", required=True, help="who or what uses the key")
@@ -155,6 +174,50 @@ def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
         return 2
     uvicorn.run(build_api(settings, keys), host=settings.api.host, port=settings.api.port,
                 log_level="info")
+    return 0
+
+
+def _open_store(settings: config.Settings, kind: str):
+    if kind == "cassandra":
+        from snakepit_perf.distributed import cassandra_store
+
+        return cassandra_store(settings)
+    from store.sqlite import SQLiteStore
+
+    return SQLiteStore(settings.data_dir / "embedded.sqlite3")
+
+
+def _cmd_export(args: argparse.Namespace, settings: config.Settings) -> int:
+    from datetime import UTC, date, datetime
+
+    from store.archive import apply_archive_retention, archive_day, closed_days
+
+    directory = args.dir or settings.data_dir / "archive"
+    store = _open_store(settings, args.store)
+    try:
+        now = datetime.now(UTC)
+        try:
+            days = [date.fromisoformat(d) for d in args.day] or closed_days(store, now)
+        except ValueError as exc:
+            print(f"snakepit-perf: --day: {exc}", file=sys.stderr)
+            return 2
+        for i, day in enumerate(days, 1):
+            path = archive_day(store, day, directory)
+            print(f"[{i}/{len(days)}] {day}: {path}", flush=True)
+        for path in apply_archive_retention(directory, args.keep_days, now.date()):
+            print(f"removed {path} (older than {args.keep_days} days)")
+    finally:
+        store.close()
+    return 0
+
+
+def _cmd_store(args: argparse.Namespace, settings: config.Settings) -> int:
+    from snakepit_perf.distributed import cassandra_store
+
+    store = cassandra_store(settings)  # migrates on connect
+    print(f"keyspace {settings.cassandra.keyspace} at schema version "
+          f"{store.migrate(settings.cassandra.replication_factor)}")
+    store.close()
     return 0
 
 
