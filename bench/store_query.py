@@ -1,0 +1,154 @@
+"""Rollup store and query figures, each against a baseline of the same run:
+
+- rollup write throughput (rows/s), SQLite and Cassandra, vs encoding the same rows only;
+- a 30-day, 1-minute range read of one series (43,200 rows) merged to hourly P99s, vs reading
+  the same rows without merging;
+- `/v1/query` latency for a 30-day, 1-minute, group-by-pool P99 query over 20 series (the
+  embedded store), vs the bare store read it needs;
+- stored bytes per series per day at each resolution.
+
+    .venv/bin/python -m bench.store_query   (starts Cassandra if needed)
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from api import query as q
+from bench.common import report, servers
+from store.base import SeriesRef
+from store.sqlite import SQLiteStore
+from streams.aggregate import Aggregate
+from streams.engine import Rollup
+from tests.support import T0
+
+DAYS = 30
+
+
+def minute_aggs(n: int, seed: int = 1, per_minute: int = 600) -> list[Aggregate]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        a = Aggregate()
+        values = np.sort(rng.lognormal(9, 0.8, per_minute)).tolist()
+        a.add_values("duration_us", values)
+        a.add_counter("requests", per_minute)
+        a.add_counter("busy_us", sum(values))
+        out.append(a)
+    return out
+
+
+def labels(i: int) -> tuple[str, ...]:
+    return (f"pool-{i % 4}", "process", "grpc", f"cmd-{i}", "", "", "", "")
+
+
+def write_rate(store, rollups: list[Rollup]) -> float:
+    t0 = time.perf_counter()
+    for i in range(0, len(rollups), 2000):
+        store.write(rollups[i:i + 2000], shard="bench")
+    return len(rollups) / (time.perf_counter() - t0)
+
+
+def month_rollups(n_series: int, aggs: list[Aggregate]) -> list[Rollup]:
+    return [Rollup("request", labels(s), 60, T0 + m * 60, aggs[(s * 7 + m) % len(aggs)])
+            for s in range(n_series) for m in range(DAYS * 1440)]
+
+
+def read_merge(store, ref: SeriesRef) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    rows = store.read([ref], 60, T0, T0 + DAYS * 86400)
+    t_read = time.perf_counter() - t0
+    hourly: dict[int, Aggregate] = {}
+    for r in rows:
+        h = r.bucket - r.bucket % 3600
+        if h in hourly:
+            hourly[h].merge(r.agg)
+        else:
+            hourly[h] = r.agg
+    p99s = [a.dists["duration_us"].quantile(0.99) for a in hourly.values()]
+    assert len(rows) == DAYS * 1440 and len(p99s) == DAYS * 24
+    return t_read, time.perf_counter() - t0
+
+
+def main() -> None:
+    aggs = minute_aggs(200)
+    encode_only = [Rollup("request", labels(0), 60, T0 + i * 60, aggs[i % 200])
+                   for i in range(20_000)]
+    t0 = time.perf_counter()
+    for r in encode_only:
+        r.agg.to_bytes()
+    base_encode = len(encode_only) / (time.perf_counter() - t0)
+
+    with tempfile.TemporaryDirectory() as d:
+        sqlite = SQLiteStore(Path(d) / "bench.sqlite3")
+        rows20 = month_rollups(20, aggs)
+        sqlite_rate = write_rate(sqlite, rows20)
+        report("rollup writes (1-minute rollups with digests of 600 values)", [
+            ("encode rows only (baseline)", base_encode, "rows/s"),
+            ("SQLite write", sqlite_rate, "rows/s"),
+        ], base_encode)
+
+        ref = SeriesRef("request", labels(0))
+        t_read, t_merge = min(read_merge(sqlite, ref) for _ in range(3))
+        print(f"  30-day 1-min read of one series (43,200 rows), SQLite: read {t_read * 1000:,.0f}"
+              f" ms, read + merge to hourly P99s {t_merge * 1000:,.0f} ms "
+              f"({t_merge / t_read:.2f}x the bare read)")
+
+        query = q.build("request_duration_seconds", "p99", str(T0), str(T0 + DAYS * 86400),
+                        "1h", "pool", [])
+        latencies = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            q.run(sqlite, query)
+            latencies.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        sqlite.read(sqlite.series("request"), 60, T0, T0 + DAYS * 86400)
+        bare = time.perf_counter() - t0
+        print(f"  /v1/query 30 days, 1 min, group_by pool, P99 over 20 series: median "
+              f"{statistics.median(latencies) * 1000:,.0f} ms, max {max(latencies) * 1000:,.0f} ms"
+              f" ({statistics.median(latencies) / bare:.2f}x the bare store read of "
+              f"{bare * 1000:,.0f} ms)")
+        live = q.build("request_duration_seconds", "p99", str(T0), str(T0 + 3600), "10s",
+                       "pool", [])
+        t0 = time.perf_counter()
+        q.run(sqlite, live)
+        print(f"  1-hour range at 10 s (no 10 s data stored here, so the read is empty): "
+              f"{(time.perf_counter() - t0) * 1000:,.1f} ms")
+
+        blob = sum(len(a.to_bytes()) for a in aggs) / len(aggs)
+        print(f"\n## stored bytes per series per day (aggregate blobs; 600 requests/min)\n"
+              f"  1 min: {blob * 1440 / 1e6:,.1f} MB   10 s: ~{blob * 8640 / 6 / 1e6:,.1f} MB "
+              f"(100 values per pane keep every value)   1 h: {blob * 24 / 1e6:,.2f} MB "
+              f"(digests saturate at 2000 centroids)")
+        sqlite.close()
+
+    with servers() as settings:
+        from store.cassandra import CassandraStore
+
+        c = settings.cassandra
+        ks = f"bench_{uuid.uuid4().hex[:8]}"
+        cass = CassandraStore(c.hosts, c.port, ks, write_consistency="ONE",
+                              read_consistency="ONE")
+        try:
+            rows1 = month_rollups(1, aggs)
+            rate = write_rate(cass, rows1)
+            report("Cassandra", [("encode rows only (baseline)", base_encode, "rows/s"),
+                                 ("Cassandra write", rate, "rows/s")], base_encode)
+            t_read, t_merge = min(read_merge(cass, SeriesRef("request", labels(0)))
+                                  for _ in range(3))
+            print(f"  30-day 1-min read of one series (43,200 rows), Cassandra: read "
+                  f"{t_read * 1000:,.0f} ms, read + merge to hourly P99s {t_merge * 1000:,.0f} ms"
+                  f" ({t_merge / t_read:.2f}x the bare read)")
+        finally:
+            cass.session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
+            cass.close()
+
+
+if __name__ == "__main__":
+    main()
