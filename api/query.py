@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from api.catalog import METRICS, Metric
-from store.base import RollupStore, SeriesRef
+from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
+from store.archive import ArchiveReader
+from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef
 from streams.aggregate import Aggregate
 
 RESOLUTIONS = (10, 60, 3600)
@@ -134,13 +137,23 @@ def resolution_for(q: Query) -> int:
     return max(r for r in RESOLUTIONS if need % r == 0)
 
 
-def run(store: RollupStore, q: Query) -> dict:
+def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
+        retention: dict[int, int] | None = None, now: float | None = None) -> dict:
+    """Answer ``q``; the part of a 10 s / 1 min range older than the store keeps that
+    resolution is read from the Parquet archive (1-minute rollups) when one is configured."""
     m = q.metric
     dims = m.dimensions
     refs = [ref for ref in store.series(m.family) if _match(ref, dims, q.filters)]
     res = resolution_for(q)
     read_from = q.start - (q.window or 0)
-    rows = store.read(refs, res, read_from - read_from % res, q.end)
+    read_from -= read_from % res
+    rows = store.read(refs, res, read_from, q.end)
+    if archive is not None and res <= ARCHIVE_RESOLUTION:
+        horizon = (now or time.time()) - (retention or DEFAULT_RETENTION)[res]
+        if read_from < horizon:
+            older = archive.read(refs, read_from, min(q.end, int(horizon)))
+            have = {(r.series, r.bucket) for r in rows}
+            rows = [r for r in older if (r.series, r.bucket) not in have] + rows
     idx_of = {d: dims.index(d) for d in q.group_by}
     step = q.step or (q.end - q.start)
     points: dict[tuple[str, ...], dict[int, Aggregate]] = {}

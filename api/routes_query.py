@@ -46,7 +46,8 @@ def run_query(services: Services, metric: str, stat: str, start: str, end: str,
         q = engine.build(metric, stat, start, end, step, group_by, where, window)
     except engine.QueryError as exc:
         raise Problem(400, "Invalid query", str(exc), param=exc.param) from exc
-    return engine.run(services.store, q)
+    return engine.run(services.store, q, services.archive,
+                      getattr(services.store, "retention", None))
 
 
 @router.get("/v1/query", response_model=QueryResult,

@@ -10,6 +10,7 @@ from typing import Protocol
 from fastapi import Request
 
 from schemas.events import Event
+from store.archive import ArchiveReader
 from store.base import RollupStore
 from streams.engine import Engine
 
@@ -27,6 +28,7 @@ class Services:
     mode: str = "embedded"
     max_body_bytes: int = 16 * 1024 * 1024
     engine: Engine | None = None  # in-process engine, for live views (embedded mode only)
+    archive: ArchiveReader | None = None  # Parquet archive, for ranges past the retention
     counters: Counter[str] = field(default_factory=Counter)
 
 

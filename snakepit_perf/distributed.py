@@ -13,6 +13,7 @@ from api.services import Services
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf.config import Settings
+from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
 from streams.kafka_worker import KafkaWorker
 
@@ -43,7 +44,9 @@ def build_worker(settings: Settings) -> KafkaWorker:
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     store = cassandra_store(settings)
     producer = EventProducer(settings.kafka.bootstrap, settings.kafka.events_topic)
-    app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed"), keys)
+    archive = ArchiveReader(settings.data_dir / "archive")  # filled by `export --archive`
+    app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
+                              archive=archive), keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from snakepit_perf.config import Settings
+from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
 
@@ -18,9 +19,10 @@ from streams.embedded import EmbeddedRunner
 def build_embedded(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
-    runner = EmbeddedRunner(store)
-    app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine),
-                     keys)
+    archive = settings.data_dir / "archive"
+    runner = EmbeddedRunner(store, archive_dir=archive)
+    app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
+                              archive=ArchiveReader(archive)), keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

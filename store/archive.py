@@ -89,3 +89,35 @@ def apply_archive_retention(directory: Path, keep_days: int, today: date) -> lis
             shutil.rmtree(path)
             removed.append(path)
     return removed
+
+
+class ArchiveReader:
+    """Reads archived 1-minute rollups back, for query ranges older than the live retention."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def read(self, refs: list, start: int, end: int) -> list[StoredRollup]:
+        wanted = {(ref.family, ref.labels): ref for ref in refs}
+        out: list[StoredRollup] = []
+        day = datetime.fromtimestamp(start, UTC).date()
+        last = datetime.fromtimestamp(max(end - 1, start), UTC).date()
+        while day <= last:
+            path = self.directory / f"date={day.isoformat()}" / "rollups.parquet"
+            if path.exists():
+                table = pq.read_table(path, filters=[
+                    ("bucket", ">=", datetime.fromtimestamp(start, UTC)),
+                    ("bucket", "<", datetime.fromtimestamp(end, UTC))])
+                for row in table.to_pylist():
+                    family = row["family"]
+                    key = (family, tuple(row[d] or "" for d in FAMILIES[family]))
+                    ref = wanted.get(key)
+                    if ref is not None:
+                        out.append(StoredRollup(ref, RESOLUTION, int(row["bucket"].timestamp()),
+                                                Aggregate.from_bytes(row["aggregate"])))
+            day += timedelta(days=1)
+        return out
+
+    def archived_days(self) -> set[date]:
+        return {date.fromisoformat(p.name.split("=", 1)[1])
+                for p in self.directory.glob("date=*") if (p / "rollups.parquet").exists()}

@@ -2,7 +2,8 @@
 
 Batches are aggregated as they arrive (under a lock; the engine is not thread-safe) and closed
 rollups are written to the store by a background thread once a second, together with a
-checkpoint of the open state, so a restart resumes where the last checkpoint stood. When no
+checkpoint of the open state, so a restart resumes where the last checkpoint stood; once an
+hour, closed days are archived to Parquet (when an archive folder is set). When no
 events arrive for ``idle_grace`` seconds, the wall clock moves the watermark so that the last
 panes of a stream that went quiet still close.
 """
@@ -10,9 +11,12 @@ panes of a stream that went quiet still close.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
 from schemas.events import Event
 from store.base import Checkpoint, RollupStore, annotation_record
@@ -29,7 +33,8 @@ class EmbeddedRunner:
     """Owns one engine and one store; ``submit`` from any thread, ``start``/``stop`` the flusher."""
 
     def __init__(self, store: RollupStore, lateness: float = 5.0, idle_grace: float = 5.0,
-                 flush_interval: float = 1.0, max_label_values: int = 1000) -> None:
+                 flush_interval: float = 1.0, max_label_values: int = 1000,
+                 archive_dir: Path | None = None, archive_every: float = 3600.0) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
         self.engine = (Engine.restore(cp.state, max_label_values) if cp is not None
@@ -43,6 +48,9 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.write_errors = 0
+        self.archive_dir = archive_dir
+        self.archive_every = archive_every
+        self._last_archive = -math.inf
 
     def submit(self, events: Sequence[Event]) -> None:
         if not events:
@@ -93,6 +101,24 @@ class EmbeddedRunner:
             self._thread.join(timeout=30)
         self.flush()
 
+    def archive_closed_days(self, now: datetime | None = None) -> list[Path]:
+        """The scheduled job: write every closed day not yet in the Parquet archive."""
+        if self.archive_dir is None:
+            return []
+        from store.archive import ArchiveReader, archive_day, closed_days
+
+        done = ArchiveReader(self.archive_dir).archived_days()
+        now = now or datetime.now(UTC)
+        return [archive_day(self.store, day, self.archive_dir)
+                for day in closed_days(self.store, now) if day not in done]
+
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
             self.flush()
+            if time.monotonic() - self._last_archive >= self.archive_every:
+                self._last_archive = time.monotonic()
+                try:
+                    self.archive_closed_days()
+                except Exception:
+                    log.exception("archiving closed days failed; will retry in %.0f s",
+                                  self.archive_every)

@@ -78,3 +78,32 @@ def test_export_archive_command(tmp_path: Path):
     assert out.returncode == 0, out.stderr
     assert pq.read_table(tmp_path / "archive" / f"date={DAY.isoformat()}" /
                          "rollups.parquet").num_rows > 0
+
+
+def test_queries_past_the_retention_read_the_archive(tmp_path: Path):
+    from api import query as q
+    from store.archive import ArchiveReader
+
+    store = filled_store(tmp_path / "s.sqlite3")
+    archive_day(store, DAY, tmp_path / "a")
+    query = q.build("requests_total", "count", str(T0), str(T0 + 7200), "30m", None, [])
+    live = q.run(store, query)
+    # 40 days later the 1-minute rows are past their 35-day retention and dropped.
+    later = T0 + 40 * 86400
+    store.apply_retention(later)
+    assert q.run(store, query, now=later)["series"] == []
+    from_archive = q.run(store, query, ArchiveReader(tmp_path / "a"), now=later)
+    assert from_archive["series"] == live["series"]
+    assert [p[1] for p in live["series"][0]["points"]] == [5_000] * 4
+    store.close()
+
+
+def test_the_embedded_runner_archives_closed_days(tmp_path: Path):
+    from streams.embedded import EmbeddedRunner
+
+    store = filled_store(tmp_path / "s.sqlite3")
+    runner = EmbeddedRunner(store, archive_dir=tmp_path / "a")
+    written = runner.archive_closed_days(now=datetime(2027, 1, 17, tzinfo=UTC))
+    assert [p.parent.name for p in written] == [f"date={DAY.isoformat()}"]
+    assert runner.archive_closed_days(now=datetime(2027, 1, 17, tzinfo=UTC)) == []
+    store.close()
