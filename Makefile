@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(VENV)/bin/snakepit-perf run $(ARGS)
 
+# Debian's prometheus, for the test that has a real Prometheus scrape /metrics.
+PROMETHEUS := $(shell command -v prometheus)
+
 test: $(STAMP)
+ifeq ($(PROMETHEUS),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+endif
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -62,14 +62,20 @@ class Authenticator:
         if scheme.lower() != "bearer" or not token:
             raise Problem(401, "Unauthorized", "send an API key as 'Authorization: Bearer <key>'",
                           param="Authorization")
+        key = self.find(token)
+        if key is None:
+            raise Problem(401, "Unauthorized", "unknown API key", param="Authorization")
+        if ROLES.index(key.role) < ROLES.index(role):
+            raise Problem(403, "Forbidden",
+                          f"key '{key.name}' has role {key.role}; this needs {role}")
+        return key
+
+    def find(self, token: str) -> ApiKey | None:
         digest = hash_key(token.strip())
         for key in self.keys:
             if hmac.compare_digest(key.sha256, digest):
-                if ROLES.index(key.role) < ROLES.index(role):
-                    raise Problem(403, "Forbidden",
-                                  f"key '{key.name}' has role {key.role}; this needs {role}")
                 return key
-        raise Problem(401, "Unauthorized", "unknown API key", param="Authorization")
+        return None
 
 
 def require(role: str):

@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from api.problems import Problem
 from api.services import Services, get_services
 
 router = APIRouter(tags=["live"])
+ws_router = APIRouter(tags=["live"])  # checks its own key: HTTP dependencies do not apply
 
 
 @router.get("/v1/live", summary="Server-Sent Events: per-second requests, errors and latency "
@@ -48,3 +49,35 @@ async def live(request: Request, services: Annotated[Services, Depends(get_servi
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@ws_router.websocket("/v1/live/ws")
+async def live_ws(websocket: WebSocket, interval: float = 0.25, history: int = 60) -> None:
+    """The WebSocket twin of ``/v1/live``: the same JSON arrays, one message per change.
+    With API keys configured, pass one as ``?key=`` or in the Authorization header."""
+    app = websocket.app
+    auth = app.state.auth
+    if auth.enabled:
+        key = websocket.query_params.get("key") or \
+            websocket.headers.get("authorization", "").partition(" ")[2]
+        if auth.find(key) is None:
+            await websocket.close(code=4401, reason="an API key is required")
+            return
+    services: Services = app.state.services
+    if services.engine is None or services.engine.live is None:
+        await websocket.close(code=4404, reason="no live state in this process")
+        return
+    state = services.engine.live
+    interval = min(max(interval, 0.05), 1.0)
+    await websocket.accept()
+    seen, first = 0, True
+    try:
+        while True:
+            if first or state.version > seen:
+                version = state.version
+                rows = state.rows(since=0 if first else seen, seconds=history if first else None)
+                seen, first = version, False
+                await websocket.send_bytes(orjson.dumps(rows))
+            await asyncio.sleep(interval)
+    except WebSocketDisconnect:
+        return

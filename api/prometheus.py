@@ -1,4 +1,11 @@
-"""``GET /metrics``: the service's own counters in the Prometheus text exposition format."""
+"""``GET /metrics``: Prometheus text exposition, so existing Prometheus/Grafana setups can scrape.
+
+- per pool (and ``pool=""`` for all): ``snakepit_requests_total``, ``snakepit_request_errors_total``
+  and a ``snakepit_request_duration_seconds`` summary whose quantiles cover the last 60 s of
+  event time (like client_python's summaries) and whose ``_sum``/``_count`` are cumulative;
+  these come from the engine's live state, so they exist where the engine runs (``run``);
+- the service's own counters (events accepted and rejected, late events, label overflow).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from api.services import Services, get_services
 router = APIRouter(tags=["metrics"])
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+QUANTILES = (0.5, 0.95, 0.99, 0.999)
 
 _SELF = {
     "events_accepted_total": "events accepted by HTTP ingest",
@@ -24,26 +32,54 @@ _ENGINE = {
 }
 
 
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
 def exposition(services: Services) -> str:
     lines: list[str] = []
 
-    def counter(name: str, help_text: str, value: float) -> None:
-        full = f"snakepit_perf_{name}"
-        lines.extend([f"# HELP {full} {help_text}", f"# TYPE {full} counter",
-                      f"{full} {value}"])
+    def header(name: str, kind: str, help_text: str) -> None:
+        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
 
     for name, help_text in _SELF.items():
-        counter(name, help_text, services.counters.get(name, 0))
-    if services.engine is not None:
-        for key, (name, help_text) in _ENGINE.items():
-            counter(name, help_text, services.engine.stats.get(key, 0))
-        counter("engine_label_overflow_total",
-                "label values folded into __other__ by the cardinality limit",
-                services.engine.limiter.overflowed)
+        header(f"snakepit_perf_{name}", "counter", help_text)
+        lines.append(f"snakepit_perf_{name} {services.counters.get(name, 0)}")
+    engine = services.engine
+    if engine is None:
+        return "\n".join(lines) + "\n"
+    for key, (name, help_text) in _ENGINE.items():
+        header(f"snakepit_perf_{name}", "counter", help_text)
+        lines.append(f"snakepit_perf_{name} {engine.stats.get(key, 0)}")
+    header("snakepit_perf_engine_label_overflow_total", "counter",
+           "label values folded into __other__ by the cardinality limit")
+    lines.append(f"snakepit_perf_engine_label_overflow_total {engine.limiter.overflowed}")
+    live = engine.live
+    if live is None:
+        return "\n".join(lines) + "\n"
+    totals = dict(sorted(live.totals.items()))
+    header("snakepit_requests_total", "counter", "Snakepit requests completed, by pool")
+    for pool, (n, _, _) in totals.items():
+        lines.append(f'snakepit_requests_total{{pool="{_label(pool)}"}} {n}')
+    header("snakepit_request_errors_total", "counter", "Snakepit requests that failed, by pool")
+    for pool, (_, errors, _) in totals.items():
+        lines.append(f'snakepit_request_errors_total{{pool="{_label(pool)}"}} {errors}')
+    header("snakepit_request_duration_seconds", "summary",
+           "Snakepit request duration; quantiles over the last 60 s")
+    recent = live.recent(60)
+    for pool, (n, _, seconds) in totals.items():
+        p = _label(pool)
+        digest = recent.get(pool)
+        for q in QUANTILES:
+            value = digest.quantile(q) / 1e6 if digest is not None else float("nan")
+            lines.append(f'snakepit_request_duration_seconds{{pool="{p}",quantile="{q}"}} {value}')
+        lines.append(f'snakepit_request_duration_seconds_sum{{pool="{p}"}} {seconds}')
+        lines.append(f'snakepit_request_duration_seconds_count{{pool="{p}"}} {n}')
     return "\n".join(lines) + "\n"
 
 
 @router.get("/metrics", response_class=PlainTextResponse,
-            summary="Prometheus exposition of snakepit-perf's own counters")
+            summary="Prometheus exposition: per-pool request counters and latency summaries, "
+                    "and snakepit-perf's own counters")
 def metrics(services: Annotated[Services, Depends(get_services)]) -> PlainTextResponse:
     return PlainTextResponse(exposition(services), media_type=CONTENT_TYPE)

@@ -38,6 +38,8 @@ class LiveState:
         self._newest = 0
         self._version = 0
         self._lock = threading.Lock()
+        # Monotonic since start, per pool: [requests, errors, duration seconds], for counters.
+        self.totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
 
     def add(self, reqs: list[Request]) -> None:
         groups: dict[tuple[int, str], list[Request]] = defaultdict(list)
@@ -46,10 +48,15 @@ class LiveState:
         with self._lock:
             self._version += 1
             for (sec, pool), es in groups.items():
-                if sec <= self._newest - self.window_s:
-                    continue  # older than the live window: the rollups have it
                 durations = [e.duration_us for e in es]
                 errors = sum(e.status != "ok" for e in es)
+                for name in (pool, ALL):
+                    total = self.totals[name]
+                    total[0] += len(es)
+                    total[1] += errors
+                    total[2] += sum(durations) / 1e6
+                if sec <= self._newest - self.window_s:
+                    continue  # older than the live window: the rollups have it
                 for key in ((sec, pool), (sec, ALL)):
                     s = self._seconds.get(key)
                     if s is None:
@@ -64,6 +71,18 @@ class LiveState:
             horizon = self._newest - self.window_s
             for key in [k for k in self._seconds if k[0] <= horizon]:
                 del self._seconds[key]
+
+    def recent(self, seconds: int = 60) -> dict[str, TDigest]:
+        """Per pool, the merged digest of the last ``seconds`` (for summary quantiles)."""
+        with self._lock:
+            out: dict[str, TDigest] = {}
+            for (sec, pool), s in self._seconds.items():
+                if sec > self._newest - seconds:
+                    if pool in out:
+                        out[pool].merge_inplace(s.digest)
+                    else:
+                        out[pool] = s.digest.copy()
+            return out
 
     @property
     def version(self) -> int:

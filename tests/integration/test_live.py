@@ -66,3 +66,27 @@ def test_a_burst_reaches_a_live_subscriber_within_a_second(tmp_path: Path):
         run.terminate()
         run.wait(30)
         log.close()
+
+
+def test_the_websocket_twin_sends_the_same_rows(tmp_path: Path):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.services import Services
+    from store.sqlite import SQLiteStore
+    from streams.embedded import EmbeddedRunner
+
+    store = SQLiteStore(tmp_path / "ws.sqlite3")
+    runner = EmbeddedRunner(store)
+    with TestClient(create_app(Services(store=store, sink=runner, engine=runner.engine))) as c:
+        now = time.time()
+        runner.submit([Request(time=now, pool="ws", command="c", duration_us=500, status="ok")
+                       for _ in range(10)])
+        with c.websocket_connect("/v1/live/ws?interval=0.1") as ws:
+            rows = orjson.loads(ws.receive_bytes())
+            assert {(r["pool"], r["requests"]) for r in rows} >= {("ws", 10), ("", 10)}
+            runner.submit([Request(time=now, pool="ws", command="c", duration_us=900,
+                                   status="error")])
+            update = orjson.loads(ws.receive_bytes())
+            assert {(r["pool"], r["requests"], r["errors"]) for r in update} >= {("ws", 11, 1)}
+    store.close()

@@ -22,7 +22,8 @@ def client(tmp_path):
     runner = EmbeddedRunner(store)
     keys = parse_keys([f"grafana:viewer:{hash_key(VIEWER)}",
                        f"forwarder:operator:{hash_key(OPERATOR)}"])
-    with TestClient(create_app(Services(store=store, sink=runner), keys)) as c:
+    with TestClient(create_app(Services(store=store, sink=runner, engine=runner.engine),
+                               keys)) as c:
         yield c
     store.close()
 
@@ -64,3 +65,14 @@ def test_keys_are_never_logged(client, caplog):
 def test_bad_key_entries_are_refused():
     with pytest.raises(ValueError, match="name:role:sha256hex"):
         parse_keys(["grafana:superuser:" + "0" * 64])
+
+
+def test_live_websocket_needs_a_key_too(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect("/v1/live/ws") as ws:
+        ws.receive_bytes()
+    assert closed.value.code == 4401
+    with client.websocket_connect(f"/v1/live/ws?key={VIEWER}") as ws:
+        assert ws.receive_bytes() == b"[]"
