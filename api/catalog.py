@@ -63,6 +63,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            help="mean requests in flight (total busy time / wall time, Little's law)"),
     Metric("worker_utilization_ratio", "worker", "busy", "busy_us", "ratio", 1e-6,
            help="busy time / wall time, averaged over the workers in a group (R3.1)"),
+    Metric("pool_utilization_ratio", "worker", "busy", "busy_us", "ratio", 1e-6,
+           help="capacity in use: the pool's workers' busy time / (workers x wall time); "
+                "group by pool (R4.2)"),
     _dist("worker_response_seconds", "worker", "duration_us", "per-worker response times (R3.2)"),
     _counter("worker_requests_total", "worker", "requests", "requests served per worker"),
     _counter("worker_errors_total", "worker", "errors", "failed requests per worker (R3.3)"),

@@ -148,3 +148,35 @@ def test_reject_and_accept_counts_are_prometheus_metrics(stack):
     assert float(values["snakepit_perf_events_accepted_total"]) == 2
     assert float(values["snakepit_perf_events_rejected_total"]) == 1
     assert float(values["snakepit_perf_engine_events_total"]) == 2
+
+
+def test_filters_negation_prefix_and_utilisation(stack):
+    client, runner = stack
+    events = requests(6_000, 600, pools=("pool-a", "pool-b", "batch-1"))
+    for i in range(0, len(events), 1000):
+        assert post(client, events[i:i + 1000]).status_code == 202
+    runner.close_all()
+
+    def count(**params) -> dict:
+        r = client.get("/v1/query", params={"metric": "requests_total", "stat": "count",
+                                            "from": T0, "to": T0 + 600, "group_by": "pool",
+                                            **params}).json()
+        return {s["labels"]["pool"]: s["points"][0][1] for s in r["series"]}
+
+    per_pool = {p: sum(e.pool == p for e in events) for p in ("pool-a", "pool-b", "batch-1")}
+    assert count() == per_pool
+    assert count(where="pool!=pool-a") == {k: v for k, v in per_pool.items() if k != "pool-a"}
+    assert count(where="pool:pool-*") == {k: v for k, v in per_pool.items() if k != "batch-1"}
+    assert count(where=["pool:batch-1", "pool:pool-b"]) == \
+        {k: v for k, v in per_pool.items() if k != "pool-a"}
+    assert count(where=["pool:pool-*", "command!=embed"]) == {
+        p: sum(e.pool == p and e.command != "embed" for e in events)
+        for p in ("pool-a", "pool-b")}
+    util = client.get("/v1/query", params={
+        "metric": "pool_utilization_ratio", "stat": "value", "from": T0, "to": T0 + 600,
+        "group_by": "pool"}).json()
+    for s in util["series"]:
+        mine = [e for e in events if e.pool == s["labels"]["pool"]]
+        workers = {e.worker_id for e in mine}
+        expected = sum(e.duration_us for e in mine) / 1e6 / 600 / len(workers)
+        assert s["points"][0][1] == pytest.approx(expected)
