@@ -1,6 +1,6 @@
 """HTTP API latency and throughput against a real `snakepit-perf run` process:
 
-- `/v1/query` for 30 days of 1-minute data, 20 series, group by pool, P99 per hour;
+- `/v1/query` over 30 days, 20 series, group by pool, P99 per hour (hourly rollups);
 - `/v1/query` for the last hour at 10 s;
 - sustained query requests/s while the engine ingests a simulated load, vs the same with no
   ingest (the baseline), and `/health` latency as the latency baseline.
@@ -31,8 +31,8 @@ def prefill(path: Path, now: int) -> int:
     store = SQLiteStore(path)
     aggs = minute_aggs(100)
     start = now - now % 3600 - DAYS * 86400
-    rows = [Rollup("request", labels(s), 60, start + m * 60, aggs[(s + m) % 100])
-            for s in range(20) for m in range(DAYS * 1440)]
+    rows = [Rollup("request", labels(s), 3600, start + h * 3600, aggs[(s + h) % 100])
+            for s in range(20) for h in range(DAYS * 24)]
     rows += [Rollup("request", labels(s), 10, now - 3600 + i * 10, aggs[(s + i) % 100])
              for s in range(20) for i in range(360)]
     for i in range(0, len(rows), 5000):

