@@ -107,6 +107,10 @@ def _finished(events: list[Event]) -> Decoded:
 
 
 def _item_by_item(body: bytes) -> Decoded:
+    """The slow path: native envelopes to normalise, or a batch with something wrong in it.
+
+    Items are normalised one by one (Python), then converted to structs in one call (C); only
+    if that fails is each item converted on its own, to say which ones are wrong and why."""
     out = Decoded()
     try:
         parsed = orjson.loads(body)
@@ -114,12 +118,34 @@ def _item_by_item(body: bytes) -> Decoded:
         out.rejects.append(Reject(-1, f"invalid JSON: {exc}", bytes(body)))
         return out
     items = parsed if type(parsed) is list else [parsed]
+    canonical: list[tuple[int, Any]] = []
     for i, item in enumerate(items):
-        event, reason = accept(item)
-        if event is not None:
-            out.events.append(event)
+        if is_native(item):
+            try:
+                canonical.append((i, normalise(item)))
+            except NativeError as exc:
+                out.rejects.append(Reject(i, str(exc), orjson.dumps(item)))
         else:
-            out.rejects.append(Reject(i, reason, orjson.dumps(item)))
+            canonical.append((i, item))
+    try:
+        events = msgspec.convert([c for _, c in canonical], list[AnyEvent])
+    except msgspec.ValidationError:
+        events = None
+    if events is not None:
+        for (i, _), event in zip(canonical, events, strict=True):
+            reason = finish(event)
+            if reason:
+                out.rejects.append(Reject(i, reason, orjson.dumps(items[i])))
+            else:
+                out.events.append(event)
+    else:
+        for i, item in canonical:
+            event, reason = accept(item)
+            if event is not None:
+                out.events.append(event)
+            else:
+                out.rejects.append(Reject(i, reason, orjson.dumps(items[i])))
+    out.rejects.sort(key=lambda r: r.index)
     return out
 
 
