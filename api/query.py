@@ -147,11 +147,12 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
     res = resolution_for(q)
     read_from = q.start - (q.window or 0)
     read_from -= read_from % res
-    rows = store.read(refs, res, read_from, q.end)
+    dists = {m.field} if m.kind == "dist" else set()  # decode no digest a stat won't use
+    rows = store.read(refs, res, read_from, q.end, dists)
     if archive is not None and res <= ARCHIVE_RESOLUTION:
         horizon = (now or time.time()) - (retention or DEFAULT_RETENTION)[res]
         if read_from < horizon:
-            older = archive.read(refs, read_from, min(q.end, int(horizon)))
+            older = archive.read(refs, read_from, min(q.end, int(horizon)), dists)
             have = {(r.series, r.bucket) for r in rows}
             rows = [r for r in older if (r.series, r.bucket) not in have] + rows
     idx_of = {d: dims.index(d) for d in q.group_by}
@@ -169,7 +170,7 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
         i = (row.bucket - q.start) // step
         target = points.setdefault(group, {}).get(i)
         if target is None:
-            points[group][i] = row.agg.copy()
+            points[group][i] = row.agg  # rows are fresh objects: merge into the first in place
         else:
             target.merge(row.agg)
         members.setdefault(group, {}).setdefault(i, set()).add(row.series.labels)

@@ -97,7 +97,8 @@ class ArchiveReader:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def read(self, refs: list, start: int, end: int) -> list[StoredRollup]:
+    def read(self, refs: list, start: int, end: int,
+             dists: set[str] | None = None) -> list[StoredRollup]:
         wanted = {(ref.family, ref.labels): ref for ref in refs}
         out: list[StoredRollup] = []
         day = datetime.fromtimestamp(start, UTC).date()
@@ -114,7 +115,7 @@ class ArchiveReader:
                     ref = wanted.get(key)
                     if ref is not None:
                         out.append(StoredRollup(ref, RESOLUTION, int(row["bucket"].timestamp()),
-                                                Aggregate.from_bytes(row["aggregate"])))
+                                                Aggregate.from_bytes(row["aggregate"], dists)))
             day += timedelta(days=1)
         return out
 

@@ -13,7 +13,7 @@ rewrite the very same rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -93,9 +93,10 @@ class RollupStore(Protocol):
     def series(self, family: str) -> list[SeriesRef]:
         """Every series of a family ever written (the catalogue: no scan of rollups)."""
 
-    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
-             ) -> list[StoredRollup]:
-        """Rollups with ``start <= bucket < end``, shards already merged."""
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int,
+             dists: Collection[str] | None = None) -> list[StoredRollup]:
+        """Rollups with ``start <= bucket < end``, shards already merged; with ``dists``, only
+        those distributions are decoded (counters and gauges always are)."""
 
     def add_rejects(self, rejects: Sequence[RejectRecord]) -> None: ...
 

@@ -17,7 +17,7 @@ concurrent async queries, one per (series, period).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from uuid import uuid1
 
 import orjson
@@ -161,8 +161,8 @@ class CassandraStore:
         rows = self.session.execute(self._select_series, (family,))
         return [SeriesRef(family, tuple(orjson.loads(r.labels))) for r in rows]
 
-    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
-             ) -> list[StoredRollup]:
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int,
+             dists: Collection[str] | None = None) -> list[StoredRollup]:
         period = PERIOD[resolution]
         args, owners = [], []
         for ref in refs:
@@ -176,7 +176,7 @@ class CassandraStore:
         for ref, (_, rows) in zip(owners, results, strict=True):
             previous: StoredRollup | None = None
             for row in rows:
-                agg = Aggregate.from_bytes(row.agg)
+                agg = Aggregate.from_bytes(row.agg, dists)
                 if previous is not None and previous.bucket == row.bucket:
                     previous.agg.merge(agg)  # another shard of the same bucket
                     continue

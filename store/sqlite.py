@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import orjson
@@ -109,8 +109,8 @@ class SQLiteStore:
             rows = self._db.execute("SELECT labels FROM series WHERE family=?", (family,))
             return [SeriesRef(family, tuple(orjson.loads(labels))) for (labels,) in rows]
 
-    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int
-             ) -> list[StoredRollup]:
+    def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int,
+             dists: Collection[str] | None = None) -> list[StoredRollup]:
         out: list[StoredRollup] = []
         with self._lock:
             for ref in refs:
@@ -120,7 +120,7 @@ class SQLiteStore:
                     (ref.family, orjson.dumps(ref.labels).decode(), resolution, start, end))
                 previous: StoredRollup | None = None
                 for bucket, blob in rows:
-                    agg = Aggregate.from_bytes(blob)
+                    agg = Aggregate.from_bytes(blob, dists)
                     if previous is not None and previous.bucket == bucket:
                         previous.agg.merge(agg)  # another shard of the same bucket
                         continue

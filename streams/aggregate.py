@@ -19,6 +19,7 @@ longer windows, late events merge into stored rollups, and shards merge at query
 from __future__ import annotations
 
 import zlib
+from collections.abc import Collection
 from typing import Any
 
 import orjson
@@ -139,30 +140,32 @@ class Aggregate:
         return Aggregate.from_bytes(self.to_bytes())
 
     def to_bytes(self) -> bytes:
-        """A compact, deterministic encoding: a JSON header, then the digests' own bytes,
-        deflated (integer microseconds and unit weights compress ~7x; level 1 costs ~70 µs
-        for a full digest, paid per series and bucket, never per event)."""
+        """A compact, deterministic encoding: a JSON header, then each digest deflated on its
+        own (integer microseconds and unit weights compress ~7x), so a reader can decode only
+        the distributions it needs. Paid per series and bucket, never per event."""
         names = sorted(self.dists)
-        digests = [self.dists[n].digest.to_bytes() for n in names]
+        blobs = [zlib.compress(self.dists[n].digest.to_bytes(), 1) for n in names]
         header = orjson.dumps(
             {"c": self.counters, "g": self.gauges,
              "d": [[n, d.count, d.sum, d.min, d.max, len(b)]
-                   for n, d, b in zip(names, (self.dists[n] for n in names), digests, strict=True)]},
+                   for n, d, b in zip(names, (self.dists[n] for n in names), blobs, strict=True)]},
             option=orjson.OPT_SORT_KEYS,
         )
-        return len(header).to_bytes(4, "big") + header + zlib.compress(b"".join(digests), 1)
+        return len(header).to_bytes(4, "big") + header + b"".join(blobs)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Aggregate:
+    def from_bytes(cls, data: bytes, dists: Collection[str] | None = None) -> Aggregate:
+        """Decode; with ``dists``, only those distributions (the others are left out)."""
         size = int.from_bytes(data[:4], "big")
         obj = orjson.loads(data[4:4 + size])
         a = cls()
         a.counters = obj["c"]
         a.gauges = obj["g"]
-        digests = zlib.decompress(data[4 + size:]) if obj["d"] else b""
-        pos = 0
+        pos = 4 + size
         for name, count, total, lo, hi, length in obj["d"]:
-            a.dists[name] = Dist.from_obj([count, total, lo, hi, digests[pos:pos + length]])
+            if dists is None or name in dists:
+                digest = zlib.decompress(data[pos:pos + length])
+                a.dists[name] = Dist.from_obj([count, total, lo, hi, digest])
             pos += length
         return a
 
