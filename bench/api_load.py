@@ -77,7 +77,7 @@ def main() -> None:
             hour_t = timed(client, "/v1/query", hour, 20)
             print(f"\n## /v1/query latency (real server; /health p50 {pct(health, .5):.1f} ms "
                   f"is the baseline)")
-            for name, t in (("30 days of 1-min data, 20 series, by pool, P99 per hour", month_t),
+            for name, t in (("30 days, 20 series, by pool, P99 per hour", month_t),
                             ("last hour at 10 s, 20 series, by pool, P99", hour_t)):
                 print(f"  {name:<58} p50 {pct(t, .5):7.1f} ms  p95 {pct(t, .95):7.1f} ms "
                       f"({pct(t, .5) / pct(health, .5):.0f}x /health)")
