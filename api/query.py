@@ -17,6 +17,9 @@ from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
 from store.archive import ArchiveReader
 from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef
 from streams.aggregate import Aggregate
+from streams.series import ALL
+
+_ALL7 = (ALL,) * 7
 
 RESOLUTIONS = (10, 60, 3600)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
@@ -143,7 +146,7 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
     resolution is read from the Parquet archive (1-minute rollups) when one is configured."""
     m = q.metric
     dims = m.dimensions
-    refs = [ref for ref in store.series(m.family) if _match(ref, dims, q.filters)]
+    refs = _series(store, q)
     res = resolution_for(q)
     read_from = q.start - (q.window or 0)
     read_from -= read_from % res
@@ -189,6 +192,23 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
         series.append({"labels": dict(zip(q.group_by, group, strict=True)), "points": pts})
     return {"metric": m.name, "stat": q.stat, "unit": m.unit,
             "step": q.step, "resolution": res, "series": series}
+
+
+def _series(store: RollupStore, q: Query) -> list[SeriesRef]:
+    """The series to read: the rolled-up ones when the query only slices by pool (or not at
+    all), else the detailed ones; never both, which would count requests twice."""
+    m = q.metric
+    dims = m.dimensions
+    refs = store.series(m.family)
+    if m.family == "request":
+        used = set(q.group_by) | {f.dim for f in q.filters}
+        if used <= {"pool"}:
+            by_pool = bool(used)
+            rolled = [r for r in refs if r.labels[1:] == _ALL7 and (r.labels[0] != ALL) == by_pool]
+            if rolled:
+                return [r for r in rolled if _match(r, dims, q.filters)]
+        refs = [r for r in refs if ALL not in r.labels]
+    return [r for r in refs if _match(r, dims, q.filters)]
 
 
 def _match(ref: SeriesRef, dims: tuple[str, ...], filters: list[Filter]) -> bool:

@@ -11,7 +11,7 @@ from api import query as engine
 from api.catalog import METRICS
 from api.problems import Problem
 from api.services import Services, get_services
-from streams.series import FAMILIES
+from streams.series import ALL, FAMILIES
 
 router = APIRouter(tags=["query"])
 
@@ -87,4 +87,5 @@ def dimension_values(services: Annotated[Services, Depends(get_services)], dim: 
     for f in families:
         i = FAMILIES[f].index(dim)
         values.update(ref.labels[i] for ref in services.store.series(f))
+    values.discard(ALL)  # the marker of rolled-up series, not a value anyone sent
     return sorted(values)

@@ -22,6 +22,7 @@ import httpx
 from bench.store_query import DAYS, labels, minute_aggs
 from store.sqlite import SQLiteStore
 from streams.engine import Rollup
+from streams.series import ALL
 from tests.integration.test_simulate import _up, free_port
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
@@ -33,6 +34,12 @@ def prefill(path: Path, now: int) -> int:
     start = now - now % 3600 - DAYS * 86400
     rows = [Rollup("request", labels(s), 3600, start + h * 3600, aggs[(s + h) % 100])
             for s in range(20) for h in range(DAYS * 24)]
+    # The rolled-up series the engine writes alongside: per pool and deployment-wide.
+    rolled = [(f"pool-{p}", *(ALL,) * 7) for p in range(4)] + [(ALL,) * 8]
+    rows += [Rollup("request", lab, 3600, start + h * 3600, aggs[(i + h) % 100])
+             for i, lab in enumerate(rolled) for h in range(DAYS * 24)]
+    rows += [Rollup("request", lab, 10, now - 3600 + k * 10, aggs[(i + k) % 100])
+             for i, lab in enumerate(rolled) for k in range(360)]
     rows += [Rollup("request", labels(s), 10, now - 3600 + i * 10, aggs[(s + i) % 100])
              for s in range(20) for i in range(360)]
     for i in range(0, len(rows), 5000):

@@ -31,6 +31,11 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 OTHER = "__other__"
+# Label value of rolled-up request series: (pool, __all__, ...) sums a pool over every other
+# dimension and (__all__, ...) the whole deployment, so the most common queries (overview, by
+# pool) read one series per point instead of merging dozens of digests.
+ALL = "__all__"
+_ALL7 = (ALL,) * 7
 
 
 class Pane:
@@ -92,7 +97,9 @@ class CardinalityLimiter:
         fixed = []
         for i, value in enumerate(labels):
             seen = self.values.setdefault((family, i), set())
-            if value in seen or len(seen) < self.max_values:
+            if value == ALL:
+                fixed.append(value)
+            elif value in seen or len(seen) < self.max_values:
                 seen.add(value)
                 fixed.append(value)
             else:
@@ -150,28 +157,31 @@ def _request_group(labels: tuple[str, ...], g: list[Any], t: float, pane: PaneFo
     durations = [e.duration_us for e in g]
     statuses = [e.status for e in g]
     n = len(g)
+    busy = sum(durations)
     not_ok = n - statuses.count("ok")
-    p = pane("request", labels, t)
-    c = p.agg.counters
-    c["requests"] = c.get("requests", 0) + n
-    c["busy_us"] = c.get("busy_us", 0) + sum(durations)
-    if not_ok:
-        timeouts = statuses.count("timeout")
-        c["errors"] = c.get("errors", 0) + not_ok - timeouts
-        if timeouts:
-            c["timeouts"] = c.get("timeouts", 0) + timeouts
-    retries = [e.retries for e in g if e.retries]
-    if retries:
-        c["retries"] = c.get("retries", 0) + sum(retries)
-    p.add_values("duration_us", durations)
+    timeouts = statuses.count("timeout") if not_ok else 0
+    retries = sum(e.retries for e in g if e.retries)
     waits = [e.queue_wait_us for e in g if e.queue_wait_us is not None]
-    if waits:
-        p.add_values("queue_wait_us", waits)
     pys = [e for e in g if e.python_us is not None]
-    if pys:
-        p.add_values("python_us", [e.python_us for e in pys])
-        p.add_values("overhead_us", [e.duration_us - e.python_us if e.duration_us > e.python_us
-                                     else 0 for e in pys])
+    python = [e.python_us for e in pys]
+    overhead = [e.duration_us - e.python_us if e.duration_us > e.python_us else 0 for e in pys]
+    for target in (labels, (labels[0], *_ALL7), (ALL, *_ALL7)):
+        p = pane("request", target, t)
+        c = p.agg.counters
+        c["requests"] = c.get("requests", 0) + n
+        c["busy_us"] = c.get("busy_us", 0) + busy
+        if not_ok:
+            c["errors"] = c.get("errors", 0) + not_ok - timeouts
+            if timeouts:
+                c["timeouts"] = c.get("timeouts", 0) + timeouts
+        if retries:
+            c["retries"] = c.get("retries", 0) + retries
+        p.add_values("duration_us", durations)
+        if waits:
+            p.add_values("queue_wait_us", waits)
+        if pys:
+            p.add_values("python_us", python)
+            p.add_values("overhead_us", overhead)
 
 
 def _worker_group(labels: tuple[str, str], g: list[Any], t: float, pane: PaneFor) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from streams.aggregate import Aggregate
 from streams.engine import Engine, Rollup
+from streams.series import ALL
 from tests.support import LATENCIES, T0, exact_quantile, requests
 
 QUANTILES = {0.5: 0.01, 0.95: 0.01, 0.99: 0.01, 0.999: 0.02}
@@ -40,8 +41,8 @@ def merged(rollups: list[Rollup], family: str, resolution: int, **where) -> dict
     dims = FAMILIES[family]
     out: dict[int, Aggregate] = {}
     for r in rollups:
-        if r.family != family or r.resolution != resolution:
-            continue
+        if r.family != family or r.resolution != resolution or ALL in r.labels:
+            continue  # the detailed series only; the rolled-up ones are tested on their own
         if any(r.labels[dims.index(k)] != v for k, v in where.items()):
             continue
         out.setdefault(r.bucket, Aggregate()).merge(r.agg)
@@ -163,11 +164,11 @@ def test_cardinality_is_bounded_and_overflow_counted():
         e.command = f"cmd-{i}"
     eng = Engine(max_label_values=50)
     out = eng.process(events) + eng.flush()
-    commands = {r.labels[3] for r in out if r.family == "request"}
+    commands = {r.labels[3] for r in out if r.family == "request" and r.labels[3] != ALL}
     assert len(commands) == 51 and "__other__" in commands
     assert eng.limiter.overflowed == 2_000 - 50
     assert sum(r.agg.counters["requests"] for r in out
-               if r.family == "request" and r.resolution == 10) == 2_000
+               if r.family == "request" and r.resolution == 10 and ALL not in r.labels) == 2_000
 
 
 def test_other_event_types_feed_their_families():
@@ -221,5 +222,30 @@ def test_late_deltas_of_one_batch_have_one_row_per_key():
     for r in out:  # keyed overwrite, like the store
         stored[(r.family, r.labels, r.resolution, r.bucket, r.tag)] = r.agg
     minute = sum(a.counters.get("requests", 0) for k, a in stored.items()
-                 if k[0] == "request" and k[2] == 60 and k[3] == T0 + 60)
+                 if k[0] == "request" and k[2] == 60 and k[3] == T0 + 60 and ALL not in k[1])
     assert minute == len(stragglers)
+
+
+def test_rolled_up_series_equal_their_parts():
+    events = requests(12_000, 120, pools=("pool-a", "pool-b", "pool-c"))
+    rollups = run(events)
+    stars = (ALL,) * 7
+    for res in (10, 60, 3600):
+        by_bucket: dict[int, dict[str, float]] = {}
+        for r in rollups:
+            if r.family == "request" and r.resolution == res:
+                key = "all" if r.labels == (ALL, *stars) else (
+                    r.labels[0] if r.labels[1:] == stars else "detail")
+                totals = by_bucket.setdefault(r.bucket, {})
+                totals[key] = totals.get(key, 0) + r.agg.counters["requests"]
+                if key not in ("all", "detail"):
+                    totals["pools"] = totals.get("pools", 0) + r.agg.counters["requests"]
+        for totals in by_bucket.values():
+            assert totals["all"] == totals["detail"] == totals["pools"]
+    pool_a = [r for r in rollups if r.family == "request" and r.resolution == 3600
+              and r.labels == ("pool-a", *stars)]
+    durations = [e.duration_us for e in events if e.pool == "pool-a"]
+    d = pool_a[0].agg.dists["duration_us"]
+    assert d.count == len(durations) and d.sum == sum(durations)
+    exact = exact_quantile(durations, 0.99)
+    assert abs(d.quantile(0.99) - exact) / exact <= 0.01
