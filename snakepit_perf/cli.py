@@ -117,14 +117,25 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
-    import uvicorn
-
     from snakepit_perf.embedded import build_embedded
+
+    return _serve(settings, build_embedded)
+
+
+def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
+    from snakepit_perf.distributed import build_api
+
+    return _serve(settings, build_api)
+
+
+def _serve(settings: config.Settings, build) -> int:
+    """Serve the app ``build(settings, keys)`` makes, if the keys make the bind safe."""
+    import uvicorn
 
     keys = _api_keys(settings)
     if keys is None:
         return 2
-    uvicorn.run(build_embedded(settings, keys), host=settings.api.host, port=settings.api.port,
+    uvicorn.run(build(settings, keys), host=settings.api.host, port=settings.api.port,
                 log_level="info")
     return 0
 
@@ -161,19 +172,6 @@ def _cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
           f"(group {settings.kafka.consumer_group}), storing to Cassandra "
           f"{','.join(settings.cassandra.hosts)}:{settings.cassandra.port}", flush=True)
     worker.run(should_stop=lambda: bool(stopping))
-    return 0
-
-
-def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
-    import uvicorn
-
-    from snakepit_perf.distributed import build_api
-
-    keys = _api_keys(settings)
-    if keys is None:
-        return 2
-    uvicorn.run(build_api(settings, keys), host=settings.api.host, port=settings.api.port,
-                log_level="info")
     return 0
 
 
