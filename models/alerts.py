@@ -1,0 +1,176 @@
+"""From per-pool minute signals to alerts: detection, pending → firing → resolved, one incident
+per pool at a time, inhibition of symptoms, context, impact and a remediation in Snakepit terms.
+
+Every closed minute, :meth:`AlertEngine.observe` scores each pool's signals against their
+learned baselines (and static thresholds), advances each alert's state machine, and returns the
+notifications to send (firing and resolved), Alertmanager-style: a fingerprint per alert, a
+group per pool, an incident id shared by the alerts that fire together in one pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.detectors import RobustBaseline
+from models.signals import Signals
+
+
+@dataclass(frozen=True)
+class Rule:
+    signal: str
+    summary: str
+    remediation: str
+    z: float = 6.0  # robust deviations from the learned baseline
+    min_ratio: float = 1.5  # ... and at least this multiple of the baseline
+    min_abs: float = 0.0  # ... and at least this far from it in absolute terms
+    for_minutes: int = 2
+    resolve_minutes: int = 3
+    severity: str = "warning"
+    static_above: float | None = None  # also fire above this, baseline or not (an SLO)
+
+
+DEFAULT_RULES = (
+    Rule("queue_depth_max", "requests are queueing in the pool",
+         "raise pool_size (or threads_per_worker for a thread pool); pool_max_queue_size bounds "
+         "the queue and pool_queue_timeout sheds load faster", z=6, min_ratio=3, min_abs=10,
+         for_minutes=1),
+    Rule("p99_s", "P99 request latency rose",
+         "compare python_exec_seconds with elixir_overhead_seconds: if Python time rose, look at "
+         "the last deploy of this pool's python_env or library; if queue_wait rose, raise "
+         "pool_size", z=6, min_ratio=1.6, min_abs=0.01, for_minutes=2),
+    Rule("error_ratio", "the error ratio rose",
+         "break errors down by command and worker_id; one bad worker: lower worker_max_requests "
+         "or worker_ttl to recycle it; all workers: roll back the last deploy",
+         z=6, min_ratio=3, min_abs=0.03, for_minutes=1, severity="critical"),
+    Rule("crashes", "workers are crashing",
+         "a crash loop: check memory_threshold_mb, the python_env and heartbeat settings, and "
+         "the last deploy; Snakepit restarts workers, so requests also queue meanwhile",
+         z=4, min_ratio=1, min_abs=3, for_minutes=1, resolve_minutes=5, severity="critical"),
+    Rule("memory_bytes", "worker memory is growing",
+         "set memory_threshold_mb (or worker_max_requests) so Snakepit recycles workers before "
+         "they exhaust memory; profile the command for the leak", z=8, min_ratio=1.25,
+         min_abs=50e6, for_minutes=3, resolve_minutes=5),
+)
+
+# A saturated queue explains latency: while it fires for a pool, latency alerts there are
+# inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
+INHIBITS = {"queue_depth_max": ("p99_s",)}
+
+
+@dataclass
+class AlertState:
+    rule: Rule
+    pool: str
+    detector: RobustBaseline
+    status: str = "inactive"  # inactive | pending | firing
+    bad: int = 0
+    good: int = 0
+    started: int | None = None
+    peak: float = 0.0
+    expected: float | None = None
+    affected_requests: float = 0.0
+    incident: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        key = f"{self.rule.signal}|pool={self.pool}"
+        return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+@dataclass
+class AlertEngine:
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    states: dict[tuple[str, str], AlertState] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    _incidents: dict[str, str] = field(default_factory=dict)  # pool -> open incident id
+
+    def observe(self, minute: int, by_pool: dict[str, Signals]) -> list[dict[str, Any]]:
+        """Score one closed minute of every pool; returns the notifications to send."""
+        out: list[dict[str, Any]] = []
+        for pool, signals in sorted(by_pool.items()):
+            for rule in self.rules:  # in order: a queue alert inhibits latency in the same minute
+                x = signals.get(rule.signal)
+                if x is None:
+                    continue
+                st = self.states.get((pool, rule.signal))
+                if st is None:
+                    st = self.states[(pool, rule.signal)] = AlertState(rule, pool,
+                                                                       RobustBaseline())
+                self._step(st, minute, x, signals, out)
+        return out
+
+    def _step(self, st: AlertState, minute: int, x: float, signals: Signals,
+              out: list[dict[str, Any]]) -> None:
+        rule, det = st.rule, st.detector
+        z = det.score_one(x)
+        expected = det.expected()
+        deviates = det.warm and z >= rule.z and x >= (expected or 0) * rule.min_ratio and \
+            x - (expected or 0) >= rule.min_abs
+        breach = deviates or (rule.static_above is not None and x > rule.static_above)
+        det.learn_one(x, anomalous=breach)
+        if breach:
+            st.bad += 1
+            st.good = 0
+            st.peak = max(st.peak, x)
+            st.affected_requests += signals.get("rate", 0.0) * 60
+            if st.status == "inactive":
+                st.status, st.started, st.expected = "pending", minute, expected
+                st.peak, st.affected_requests = x, signals.get("rate", 0.0) * 60
+            if st.status == "pending" and st.bad >= rule.for_minutes:
+                st.status = "firing"
+                st.incident = self._incidents.setdefault(
+                    st.pool, hashlib.sha1(f"{st.pool}|{minute}".encode()).hexdigest()[:12])
+                if not self._inhibited(st):
+                    out.append(self._notification(st, minute, x, signals, "firing"))
+        else:
+            st.good += 1
+            st.bad = 0
+            if st.status == "pending":
+                st.status = "inactive"
+            elif st.status == "firing" and st.good >= rule.resolve_minutes:
+                st.status = "inactive"
+                if not self._inhibited(st):
+                    out.append(self._notification(st, minute, x, signals, "resolved"))
+                if not any(s.status == "firing" for (p, _), s in self.states.items()
+                           if p == st.pool):
+                    self._incidents.pop(st.pool, None)
+
+    def _inhibited(self, st: AlertState) -> bool:
+        return any(st.rule.signal in inhibited and
+                   self.states.get((st.pool, source)) is not None and
+                   self.states[(st.pool, source)].status == "firing"
+                   for source, inhibited in INHIBITS.items())
+
+    def _notification(self, st: AlertState, minute: int, x: float, signals: Signals,
+                      status: str) -> dict[str, Any]:
+        related = {}
+        for (pool, signal), other in self.states.items():
+            if pool == st.pool and signal != st.rule.signal and signal in signals:
+                score = other.detector.score_one(signals[signal])
+                if abs(score) >= 3:
+                    related[signal] = {"observed": signals[signal],
+                                       "expected": other.detector.expected(),
+                                       "robust_z": round(score, 1)}
+        duration = minute + 60 - (st.started or minute)
+        note = {
+            "status": status, "alertname": f"snakepit_{st.rule.signal}_anomaly",
+            "fingerprint": st.fingerprint, "group": f"pool={st.pool}",
+            "incident_id": st.incident, "severity": st.rule.severity,
+            "labels": {"pool": st.pool, "signal": st.rule.signal,
+                       "severity": st.rule.severity},
+            "starts_at": st.started, "at": minute + 60,
+            "summary": f"{st.rule.summary} in pool {st.pool}",
+            "context": {"observed": x if status == "firing" else st.peak,
+                        "expected": st.expected, "window_s": 60, "related": related},
+            "impact": {"affected_requests": round(st.affected_requests),
+                       "duration_s": duration},
+            "remediation": st.rule.remediation,
+        }
+        if status == "resolved":
+            note["recovery"] = (f"{st.rule.signal} back to {x:.4g} (baseline "
+                                f"{st.detector.expected():.4g}) after {duration // 60} min; "
+                                f"peak was {st.peak:.4g}")
+        self.history.append(note)
+        return note
