@@ -9,6 +9,7 @@ COPY streams streams
 COPY store store
 COPY sdk sdk
 COPY simulator simulator
+COPY models models
 COPY infra infra
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["snakepit-perf"]

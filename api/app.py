@@ -7,7 +7,17 @@ import time
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
-from api import analysis, annotations, export, ingest, live, problems, prometheus, routes_query
+from api import (
+    alerts,
+    analysis,
+    annotations,
+    export,
+    ingest,
+    live,
+    problems,
+    prometheus,
+    routes_query,
+)
 from api.auth import ApiKey, Authenticator, require
 from api.services import Services
 from snakepit_perf import __version__
@@ -33,6 +43,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(prometheus.router, dependencies=viewer)
     app.include_router(export.router, dependencies=viewer)
     app.include_router(analysis.router, dependencies=viewer)
+    app.include_router(alerts.router, dependencies=viewer)
     app.include_router(live.router, dependencies=viewer)
     app.include_router(live.ws_router)
     app.include_router(annotations.read_router, dependencies=viewer)

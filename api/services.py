@@ -9,6 +9,7 @@ from typing import Protocol
 
 from fastapi import Request
 
+from models.runner import AlertRunner
 from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RollupStore
@@ -29,6 +30,7 @@ class Services:
     max_body_bytes: int = 16 * 1024 * 1024
     engine: Engine | None = None  # in-process engine, for live views (embedded mode only)
     archive: ArchiveReader | None = None  # Parquet archive, for ranges past the retention
+    alerts: AlertRunner | None = None  # alert evaluation, where the engine runs
     counters: Counter[str] = field(default_factory=Counter)
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
+from models.runner import AlertRunner
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
@@ -20,9 +21,10 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None) -> Fast
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
     archive = settings.data_dir / "archive"
-    runner = EmbeddedRunner(store, archive_dir=archive)
+    alerts = AlertRunner()
+    runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
-                              archive=ArchiveReader(archive)), keys)
+                              archive=ArchiveReader(archive), alerts=alerts), keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,7 +34,8 @@ class EmbeddedRunner:
 
     def __init__(self, store: RollupStore, lateness: float = 5.0, idle_grace: float = 5.0,
                  flush_interval: float = 1.0, max_label_values: int = 1000,
-                 archive_dir: Path | None = None, archive_every: float = 3600.0) -> None:
+                 archive_dir: Path | None = None, archive_every: float = 3600.0,
+                 on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
         self.engine = (Engine.restore(cp.state, max_label_values) if cp is not None
@@ -48,6 +49,7 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.write_errors = 0
+        self.on_minutes = on_minutes  # gets each flush's closed 1-minute rollups (alerting)
         self.archive_dir = archive_dir
         self.archive_every = archive_every
         self._last_archive = -math.inf
@@ -74,6 +76,8 @@ class EmbeddedRunner:
             if notes:
                 self.store.add_annotations([annotation_record(a) for a in notes])
             self.store.write(pending, checkpoint=(CHECKPOINT, Checkpoint(state)))
+            if self.on_minutes is not None:
+                self.on_minutes([r for r in pending if r.resolution == 60 and not r.late])
         except Exception:
             # Keep the rollups for the next attempt: a slow or failing store delays, never loses.
             self.write_errors += 1

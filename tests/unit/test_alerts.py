@@ -66,3 +66,40 @@ def test_pools_are_independent():
     notes = feed(e, range(60, 65), pool="a", error_ratio=0.3)
     notes += feed(e, range(60, 65), pool="b", seed=2)
     assert {n["labels"]["pool"] for n in notes} == {"a"}
+
+
+def test_an_incident_reaches_get_v1_alerts_through_the_embedded_pipeline(tmp_path):
+    """Simulated traffic → engine → 1-minute rollups → alert engine → GET /v1/alerts."""
+    import msgspec
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.services import Services
+    from models.runner import AlertRunner
+    from simulator.model import Incident, Simulation
+    from store.sqlite import SQLiteStore
+    from streams.embedded import EmbeddedRunner
+
+    store = SQLiteStore(tmp_path / "alerts.sqlite3")
+    alerts = AlertRunner()
+    runner = EmbeddedRunner(store, on_minutes=alerts.consume)
+    app = create_app(Services(store=store, sink=runner, engine=runner.engine, alerts=alerts))
+    start = T + 10 * 3600
+    incident = Incident("error_burst", "default", start + 5400, start + 6600)
+    events = list(Simulation(10, start, 7800, seed=3, incidents=[incident]).events())
+    with TestClient(app) as client:
+        for i in range(0, len(events), 5000):
+            client.post("/v1/events", content=msgspec.json.encode(events[i:i + 5000]),
+                        headers={"Content-Type": "application/json"})
+            runner.flush()
+        runner.close_all()
+        history = client.get("/v1/alerts", params={"state": "all"}).json()
+        mine = [n for n in history if n["labels"]["pool"] == "default"]
+        fired = [n for n in mine if n["status"] == "firing"]
+        assert fired and all(n["at"] >= incident.start for n in fired)
+        assert min(n["at"] for n in fired) - incident.start <= 180
+        assert {n["alertname"] for n in fired} == {"snakepit_error_ratio_anomaly"}
+        assert any(n["status"] == "resolved" and n["at"] >= incident.end for n in mine)
+        assert client.get("/v1/alerts").json() == []  # nothing firing at the end
+        assert client.get("/v1/alerts", params={"state": "bogus"}).status_code == 422
+    store.close()
