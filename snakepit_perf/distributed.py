@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
+from models.kafka_alerts import KafkaAlertPublisher
+from models.runner import AlertRunner
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf.config import Settings
@@ -36,9 +38,11 @@ def cassandra_store(settings: Settings) -> CassandraStore:
 
 
 def build_worker(settings: Settings) -> KafkaWorker:
+    """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
+    alerts = AlertRunner(publish=KafkaAlertPublisher(k.bootstrap, k.alerts_topic))
     return KafkaWorker(cassandra_store(settings), k.bootstrap, k.events_topic, k.consumer_group,
-                       k.dlq_topic)
+                       k.dlq_topic, on_minutes=alerts.consume)
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
@@ -43,7 +44,8 @@ class KafkaWorker:
     def __init__(self, store: RollupStore, bootstrap: str, topic: str = "snakepit.events",
                  group: str = "snakepit-perf-workers", dlq_topic: str = "snakepit.events.dlq",
                  lateness: float = 5.0, commit_interval: float = 1.0,
-                 max_pending_rollups: int = 200_000, max_label_values: int = 1000) -> None:
+                 max_pending_rollups: int = 200_000, max_label_values: int = 1000,
+                 on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
         self.store = store
         self.topic = topic
         self.group = group
@@ -52,6 +54,9 @@ class KafkaWorker:
         self.commit_interval = commit_interval
         self.max_pending_rollups = max_pending_rollups
         self.max_label_values = max_label_values
+        # Gets the closed 1-minute rollups once stored (alerting: pools are keyed to partitions,
+        # so the worker that owns a partition sees each of its pools whole).
+        self.on_minutes = on_minutes
         self.partitions: dict[int, PartitionState] = {}
         self.stats = {"messages": 0, "events": 0, "rejects": 0, "store_failures": 0}
         self._paused = False
@@ -161,7 +166,9 @@ class KafkaWorker:
             if self._pending_rejects:
                 self.store.add_rejects(self._pending_rejects)
                 self._pending_rejects = []
+            minutes: list[Rollup] = []
             for p, s in dirty.items():
+                minutes += [r for r in s.pending if r.resolution == 60 and not r.late]
                 if s.engine.annotations:  # ids are content-derived: replays rewrite, not add
                     self.store.add_annotations([annotation_record(a)
                                                 for a in s.engine.annotations])
@@ -179,6 +186,8 @@ class KafkaWorker:
                 self._paused = True
             time.sleep(min(5.0, 0.5 * self.stats["store_failures"]))
             return False
+        if self.on_minutes is not None and minutes:
+            self.on_minutes(minutes)
         if self._paused:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
