@@ -29,6 +29,9 @@ class Rule:
     resolve_minutes: int = 3
     severity: str = "warning"
     static_above: float | None = None  # also fire above this, baseline or not (an SLO)
+    # Evidence needed before a ratio means anything, e.g. ("errors", 5): 1 error in 20 requests
+    # at night is 5% but no incident.
+    min_evidence: tuple[str, float] | None = None
 
 
 DEFAULT_RULES = (
@@ -43,15 +46,16 @@ DEFAULT_RULES = (
     Rule("error_ratio", "the error ratio rose",
          "break errors down by command and worker_id; one bad worker: lower worker_max_requests "
          "or worker_ttl to recycle it; all workers: roll back the last deploy",
-         z=6, min_ratio=3, min_abs=0.03, for_minutes=1, severity="critical"),
+         z=6, min_ratio=3, min_abs=0.03, for_minutes=1, severity="critical",
+         min_evidence=("errors", 10)),
     Rule("crashes", "workers are crashing",
          "a crash loop: check memory_threshold_mb, the python_env and heartbeat settings, and "
          "the last deploy; Snakepit restarts workers, so requests also queue meanwhile",
          z=4, min_ratio=1, min_abs=3, for_minutes=1, resolve_minutes=5, severity="critical"),
-    Rule("memory_bytes", "worker memory is growing",
+    Rule("memory_growth_bytes", "worker memory is growing",
          "set memory_threshold_mb (or worker_max_requests) so Snakepit recycles workers before "
-         "they exhaust memory; profile the command for the leak", z=8, min_ratio=1.25,
-         min_abs=50e6, for_minutes=3, resolve_minutes=5),
+         "they exhaust memory; profile the command for the leak", z=6, min_ratio=0,
+         min_abs=5e6, for_minutes=2, resolve_minutes=5),
 )
 
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
@@ -85,11 +89,18 @@ class AlertEngine:
     states: dict[tuple[str, str], AlertState] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     _incidents: dict[str, str] = field(default_factory=dict)  # pool -> open incident id
+    _memory: dict[str, float] = field(default_factory=dict)  # pool -> last minute's memory
 
     def observe(self, minute: int, by_pool: dict[str, Signals]) -> list[dict[str, Any]]:
         """Score one closed minute of every pool; returns the notifications to send."""
         out: list[dict[str, Any]] = []
         for pool, signals in sorted(by_pool.items()):
+            if "memory_bytes" in signals:  # a leak shows as growth long before as a level
+                previous = self._memory.get(pool)
+                self._memory[pool] = signals["memory_bytes"]
+                if previous is not None:
+                    signals = {**signals,
+                               "memory_growth_bytes": signals["memory_bytes"] - previous}
             for rule in self.rules:  # in order: a queue alert inhibits latency in the same minute
                 x = signals.get(rule.signal)
                 if x is None:
@@ -109,6 +120,9 @@ class AlertEngine:
         deviates = det.warm and z >= rule.z and x >= (expected or 0) * rule.min_ratio and \
             x - (expected or 0) >= rule.min_abs
         breach = deviates or (rule.static_above is not None and x > rule.static_above)
+        if breach and rule.min_evidence is not None:
+            name, least = rule.min_evidence
+            breach = signals.get(name, 0) >= least
         det.learn_one(x, anomalous=breach)
         if breach:
             st.bad += 1

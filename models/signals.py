@@ -34,6 +34,7 @@ def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
             n = a.counters.get("requests", 0)
             s["rate"] = n / 60
             bad = a.counters.get("errors", 0) + a.counters.get("timeouts", 0)
+            s["errors"] = bad
             s["error_ratio"] = bad / n if n else 0.0
             d = a.dists.get("duration_us")
             if d is not None and d.count:

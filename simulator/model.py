@@ -150,12 +150,19 @@ class Simulation:
     def _rate(self, spec: PoolSpec, t: float) -> float:
         r = self.rate * spec.share * daily_shape(t)
         if self._incident("queue_saturation", t, spec.name):
-            r *= 6
+            r = max(r * 6, 1.5 * self._capacity(spec))  # more than the pool can serve
         if self.rng.random() < 0.001:  # the odd short burst
             r *= 3
         return max(r, 1e-6)
 
     # -- handlers ---------------------------------------------------------------------------
+
+    def _capacity(self, spec: PoolSpec) -> float:
+        """Requests per second the pool can serve at most."""
+        weights = sum(c.weight for c in spec.commands)
+        mean_s = sum(c.weight * c.median_ms / 1000 * math.exp(c.sigma ** 2 / 2)
+                     for c in spec.commands) / weights
+        return spec.pool_size * spec.threads_per_worker / mean_s
 
     def _on_arrive(self, t: float, spec: PoolSpec) -> Iterator[Event]:
         self._at(t + self.rng.expovariate(self._rate(spec, t)), "arrive", spec)
@@ -201,9 +208,11 @@ class Simulation:
         if w.retired:  # recycled or crashed while this request was in flight
             yield from self._dequeue(spec, t)
             return
-        crash_rate = spec.crash_rate_per_hour * (400 if self._incident("crash_loop", t, spec.name)
-                                                 else 1)
-        if self.rng.random() < crash_rate * service / 3600 * spec.pool_size:
+        if self._incident("crash_loop", t, spec.name):
+            crash_chance = 0.2  # a bad deploy: one request in five takes its worker down
+        else:
+            crash_chance = spec.crash_rate_per_hour * service / 3600 * spec.pool_size
+        if self.rng.random() < crash_chance:
             yield from self._crash(spec, w, t)
         elif w.served >= spec.worker_max_requests or t - w.started >= spec.worker_ttl_s:
             reason = "max_requests" if w.served >= spec.worker_max_requests else "ttl_expired"

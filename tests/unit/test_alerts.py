@@ -14,6 +14,7 @@ def normal(rnd: random.Random, **over) -> dict[str, float]:
          "error_ratio": 0.005 + rnd.uniform(-0.001, 0.001), "queue_depth_max": rnd.choice([0, 1]),
          "crashes": 0.0}
     s.update(over)
+    s["errors"] = s["error_ratio"] * s["rate"] * 60
     return s
 
 
