@@ -64,6 +64,27 @@ def cassandra_session(local_servers: LocalServers):
 
 
 @pytest.fixture
+def cassandra_stores(local_servers: LocalServers):
+    """``make(keyspace)`` opens a CassandraStore in a fresh keyspace; all are dropped after,
+    through the store's own session (one that lived through a node restart in the test)."""
+    from store.cassandra import CassandraStore
+
+    made = []
+
+    def make(keyspace: str) -> CassandraStore:
+        store = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
+                               keyspace=keyspace, write_consistency="ONE",
+                               read_consistency="ONE")
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.session.execute(f"DROP KEYSPACE IF EXISTS {store.keyspace}", timeout=60)
+        store.close()
+
+
+@pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A topic/keyspace-safe name unique to this test run (servers may be reused)."""
     return f"t_{request.node.name[:20].replace('[', '_').replace(']', '')}_{uuid.uuid4().hex[:8]}"

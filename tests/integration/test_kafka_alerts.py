@@ -20,9 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
 
 def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
-        kafka_bootstrap, local_servers, cassandra_session, unique_name):
-    from store.cassandra import CassandraStore
-
+        kafka_bootstrap, cassandra_stores, unique_name):
     topic, alerts_topic = unique_name, f"{unique_name}.alerts"
     kh.create_topic(kafka_bootstrap, topic)
     kh.create_topic(kafka_bootstrap, alerts_topic, partitions=1)
@@ -34,8 +32,7 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
                            "auto.offset.reset": "earliest"})
     subscriber.subscribe([alerts_topic])
 
-    store = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
-                           keyspace=unique_name, write_consistency="ONE", read_consistency="ONE")
+    store = cassandra_stores(unique_name)
     alerts = AlertRunner(publish=KafkaAlertPublisher(kafka_bootstrap, alerts_topic))
     worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq", on_minutes=alerts.consume)
@@ -54,8 +51,6 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
         stop.set()
         thread.join(60)
         subscriber.close()
-        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {unique_name}")
-        store.close()
     firing = [n for n in got if n["status"] == "firing"]
     assert firing and {n["labels"]["pool"] for n in firing} == {"default"}
     assert min(n["at"] for n in firing) - incident.start <= 180

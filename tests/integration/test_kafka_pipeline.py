@@ -22,31 +22,13 @@ from tests.support import T0, exact_quantile, requests
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
 
-@pytest.fixture
-def cassandra_factory(local_servers, cassandra_session):
-    from store.cassandra import CassandraStore
-
-    made = []
-
-    def make(keyspace: str) -> CassandraStore:
-        s = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
-                           keyspace=keyspace, write_consistency="ONE", read_consistency="ONE")
-        made.append(s)
-        return s
-
-    yield make
-    for s in made:
-        cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {s.keyspace}")
-        s.close()
-
-
 def closing_events(start: float, pools: tuple[str, ...] = ("pool-a", "pool-b")) -> list:
     """One event per pool (so per partition) far enough ahead to close every earlier hour."""
     return requests(len(pools), 1, pools=pools, start=start + 3600 + 30)
 
 
 def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
-        kafka_bootstrap, cassandra_factory, unique_name):
+        kafka_bootstrap, cassandra_stores, unique_name):
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic)
     kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
@@ -65,7 +47,7 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
                 key=b"pool-a")
     assert raw.flush(30) == 0
 
-    store = cassandra_factory(unique_name)
+    store = cassandra_stores(unique_name)
     worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq")
     ends = kh.end_offsets(kafka_bootstrap, topic)
@@ -122,7 +104,7 @@ def _as_request(obj: dict, **override):
 
 
 def test_crashes_and_rebalance_store_exactly_what_a_crash_free_run_does(
-        kafka_bootstrap, cassandra_factory, cassandra_session, local_servers, unique_name,
+        kafka_bootstrap, cassandra_stores, cassandra_session, local_servers, unique_name,
         tmp_path):
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic)
@@ -132,7 +114,7 @@ def test_crashes_and_rebalance_store_exactly_what_a_crash_free_run_does(
     ends = kh.end_offsets(kafka_bootstrap, topic)
     port = local_servers.cassandra_port
 
-    clean = cassandra_factory(f"{unique_name}_clean")
+    clean = cassandra_stores(f"{unique_name}_clean")
     proc = kh.worker_process(kafka_bootstrap, topic, f"{unique_name}-clean", clean.keyspace,
                              port, tmp_path / "clean.log")
     try:
@@ -143,7 +125,7 @@ def test_crashes_and_rebalance_store_exactly_what_a_crash_free_run_does(
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
-    crashy = cassandra_factory(f"{unique_name}_crashy")
+    crashy = cassandra_stores(f"{unique_name}_crashy")
     group = f"{unique_name}-crashy"
     total = sum(ends.values())
     log = tmp_path / "crashy.log"

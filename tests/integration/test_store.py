@@ -22,14 +22,8 @@ def agg(n: int, base: float = 100.0) -> Aggregate:
 
 
 @pytest.fixture
-def cassandra_store(local_servers, unique_name):
-    from store.cassandra import CassandraStore
-
-    s = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
-                       keyspace=unique_name, write_consistency="ONE", read_consistency="ONE")
-    yield s
-    s.session.execute(f"DROP KEYSPACE IF EXISTS {unique_name}")
-    s.close()
+def cassandra_store(cassandra_stores, unique_name):
+    return cassandra_stores(unique_name)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("cassandra", marks=pytest.mark.cassandra)])

@@ -20,21 +20,17 @@ pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
 
 def test_cassandra_stopped_for_30s_loses_nothing(kafka_bootstrap, local_servers,
-                                                  cassandra_session, unique_name):
+                                                  cassandra_stores, unique_name):
     settings = config.load()
     cassandra = local.servers(settings.data_dir, cassandra_port=local_servers.cassandra_port)[1]
     if local.status(cassandra).state != "running":
         pytest.fail("this test stops and restarts Cassandra, so the harness (or `infra up`) "
                     "must own it; it is run by another process here")
-    from store.cassandra import CassandraStore
-
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic)
     events = requests(200_000, 1200, pools=tuple(f"pool-{i}" for i in range(6)))
     closing = requests(6, 1, pools=tuple(f"pool-{i}" for i in range(6)), start=T0 + 3700)
-    store = CassandraStore([local_servers.cassandra_host], local_servers.cassandra_port,
-                           keyspace=unique_name, write_consistency="ONE",
-                           read_consistency="ONE")
+    store = cassandra_stores(unique_name)
     worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq")
     stop = threading.Event()
@@ -60,8 +56,6 @@ def test_cassandra_stopped_for_30s_loses_nothing(kafka_bootstrap, local_servers,
             if r.labels[0] == ALL]  # the deployment-wide rolled-up series
     stored = sum(r.agg.counters["requests"] for r in store.read(refs, 3600, T0, T0 + 3600))
     assert stored == len(events)
-    cassandra_session.execute(f"DROP KEYSPACE IF EXISTS {unique_name}")
-    store.close()
 
 
 def _offsets(store, group, topic, ends):
