@@ -13,6 +13,8 @@ rewrite the very same rows.
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -72,8 +74,6 @@ class AnnotationRecord:
     @property
     def id(self) -> str:
         """Content-derived, so a replayed annotation is written once."""
-        import hashlib
-
         return hashlib.sha1(f"{self.time}|{self.kind}|{self.title}|{self.pool}".encode()
                             ).hexdigest()[:16]
 

@@ -59,6 +59,7 @@ class Engine:
         self.lateness = lateness
         self.limiter = CardinalityLimiter(max_label_values)
         self.panes: dict[int, dict[SeriesKey, Pane]] = {}
+        # Open buckets of the longer resolutions, by level (level 0 lives in ``panes``).
         self.buckets: list[dict[int, dict[SeriesKey, Aggregate]]] = [{} for _ in resolutions]
         self.source_time: dict[str, float] = {}
         self.closed_until = -math.inf
