@@ -14,7 +14,6 @@ rewrite the very same rows.
 from __future__ import annotations
 
 import hashlib
-
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
