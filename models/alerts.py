@@ -13,6 +13,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from models.detectors import RobustBaseline
 from models.signals import Signals
 
@@ -150,6 +152,33 @@ class AlertEngine:
                 if not any(s.status == "firing" for (p, _), s in self.states.items()
                            if p == st.pool):
                     self._incidents.pop(st.pool, None)
+
+    def snapshot(self) -> bytes:
+        """Learned baselines and alert states, so a restart resumes instead of relearning (no
+        new cold start) and does not page again for an incident already firing."""
+        states = [{"pool": st.pool, "signal": st.rule.signal, "status": st.status, "bad": st.bad,
+                   "good": st.good, "started": st.started, "peak": st.peak,
+                   "expected": st.expected, "affected": st.affected_requests,
+                   "incident": st.incident, "detector": st.detector.state()}
+                  for st in self.states.values()]
+        return orjson.dumps({"states": states, "incidents": self._incidents,
+                             "memory": self._memory, "history": self.history[-500:]})
+
+    def restore(self, data: bytes) -> None:
+        obj = orjson.loads(data)
+        rules = {r.signal: r for r in self.rules}
+        for item in obj["states"]:
+            rule = rules.get(item["signal"])
+            if rule is None:
+                continue  # a rule that was removed from the configuration
+            st = AlertState(rule, item["pool"], RobustBaseline(), item["status"], item["bad"],
+                            item["good"], item["started"], item["peak"], item["expected"],
+                            item["affected"], item["incident"])
+            st.detector.restore(item["detector"])
+            self.states[(st.pool, rule.signal)] = st
+        self._incidents.update(obj["incidents"])
+        self._memory.update(obj["memory"])
+        self.history.extend(obj["history"])
 
     def _inhibited(self, st: AlertState) -> bool:
         return any(st.rule.signal in inhibited and

@@ -9,6 +9,7 @@ from typing import Any
 
 from models.alerts import AlertEngine
 from models.signals import minute_signals
+from store.base import Checkpoint, RollupStore
 from streams.engine import Rollup
 
 Publish = Callable[[dict[str, Any]], None]
@@ -17,10 +18,17 @@ Publish = Callable[[dict[str, Any]], None]
 class AlertRunner:
     """Thread-safe: the embedded flusher calls :meth:`consume`, the API reads :meth:`alerts`."""
 
-    def __init__(self, engine: AlertEngine | None = None, publish: Publish | None = None) -> None:
+    def __init__(self, engine: AlertEngine | None = None, publish: Publish | None = None,
+                 store: RollupStore | None = None, checkpoint: str = "alerts") -> None:
         self.engine = engine or AlertEngine()
         self.publish = publish
         self._lock = threading.Lock()
+        self.store = store
+        self.checkpoint = checkpoint
+        if store is not None:
+            cp = store.load_checkpoint(checkpoint)
+            if cp is not None:
+                self.engine.restore(cp.state)
 
     def consume(self, rollups: list[Rollup]) -> list[dict[str, Any]]:
         by_minute: dict[int, list[Rollup]] = defaultdict(list)
@@ -31,6 +39,9 @@ class AlertRunner:
             for minute in sorted(by_minute):
                 signals = minute_signals(by_minute[minute])
                 notes += self.engine.observe(minute, {p: s for (_, p), s in signals.items()})
+            if self.store is not None and by_minute:
+                self.store.write([], checkpoint=(self.checkpoint,
+                                                 Checkpoint(self.engine.snapshot())))
         for note in notes:
             if self.publish is not None:
                 self.publish(note)

@@ -21,7 +21,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None) -> Fast
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
     archive = settings.data_dir / "archive"
-    alerts = AlertRunner()
+    alerts = AlertRunner(store=store)  # resumes learned baselines and firing alerts
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)

@@ -104,3 +104,23 @@ def test_an_incident_reaches_get_v1_alerts_through_the_embedded_pipeline(tmp_pat
         assert client.get("/v1/alerts").json() == []  # nothing firing at the end
         assert client.get("/v1/alerts", params={"state": "bogus"}).status_code == 422
     store.close()
+
+
+def test_a_restart_resumes_without_cold_start_or_a_second_page(tmp_path):
+    from models.runner import AlertRunner
+    from store.base import Checkpoint
+    from store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "a.sqlite3")
+    e = AlertEngine()
+    feed(e, range(0, 60))
+    assert [n["status"] for n in feed(e, range(60, 65), error_ratio=0.3)] == ["firing"]
+    store.write([], checkpoint=("alerts", Checkpoint(e.snapshot())))
+    restarted = AlertRunner(store=store).engine  # a new process loads the checkpoint
+    assert feed(restarted, range(65, 70), error_ratio=0.3) == []  # still firing: no new page
+    notes = feed(restarted, range(70, 80))
+    assert [n["status"] for n in notes] == ["resolved"]
+    assert notes[0]["incident_id"] == e.history[-1]["incident_id"]
+    # Baselines came along: a new incident fires at once, with no 15-minute cold start.
+    assert [n["status"] for n in feed(restarted, range(80, 83), p99_s=0.5)] == ["firing"]
+    store.close()
