@@ -17,9 +17,7 @@ from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
 from store.archive import ArchiveReader
 from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef
 from streams.aggregate import Aggregate
-from streams.series import ALL
-
-_ALL7 = (ALL,) * 7
+from streams.series import ALL, rolled_up_pool
 
 RESOLUTIONS = (10, 60, 3600)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
@@ -204,7 +202,8 @@ def _series(store: RollupStore, q: Query) -> list[SeriesRef]:
         used = set(q.group_by) | {f.dim for f in q.filters}
         if used <= {"pool"}:
             by_pool = bool(used)
-            rolled = [r for r in refs if r.labels[1:] == _ALL7 and (r.labels[0] != ALL) == by_pool]
+            rolled = [r for r in refs if (pool := rolled_up_pool(r.labels)) is not None
+                      and (pool != ALL) == by_pool]
             if rolled:
                 return [r for r in rolled if _match(r, dims, q.filters)]
         refs = [r for r in refs if ALL not in r.labels]

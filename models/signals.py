@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from streams.engine import Rollup
-from streams.series import ALL
-
-_ALL7 = (ALL,) * 7
+from streams.series import ALL, rolled_up_pool
 
 Signals = dict[str, float]
 
@@ -29,7 +27,7 @@ def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
         if r.resolution != 60 or r.late:
             continue
         a = r.agg
-        if r.family == "request" and r.labels[1:] == _ALL7 and r.labels[0] != ALL:
+        if r.family == "request" and rolled_up_pool(r.labels) not in (None, ALL):
             s = out.setdefault((r.bucket, r.labels[0]), {})
             n = a.counters.get("requests", 0)
             s["rate"] = n / 60

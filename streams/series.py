@@ -38,6 +38,12 @@ ALL = "__all__"
 _ALL7 = (ALL,) * 7
 
 
+def rolled_up_pool(labels: tuple[str, ...]) -> str | None:
+    """The pool of a per-pool rolled-up request series, ``ALL`` for the deployment-wide one,
+    None for a detailed series."""
+    return labels[0] if labels[1:] == _ALL7 else None
+
+
 class Pane:
     """An open bucket's raw inputs: counters and gauges summed as they come, values buffered.
 
