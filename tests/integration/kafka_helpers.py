@@ -17,9 +17,21 @@ EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
+    """Create a topic and wait until the broker's metadata shows every partition.
+
+    Creation returns once the controller has it; the metadata a client asks for right after can
+    still say "unknown topic" for a moment, and a test must not race that.
+    """
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for fut in admin.create_topics([NewTopic(name, num_partitions=partitions)]).values():
         fut.result(timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        topic = admin.list_topics(name, timeout=10).topics[name]
+        if topic.error is None and len(topic.partitions) == partitions:
+            return
+        assert time.monotonic() < deadline, f"topic {name} has no metadata after 30 s: {topic.error}"
+        time.sleep(0.2)
 
 
 def produce(bootstrap: str, topic: str, events, batch_size: int = 500) -> None:

@@ -7,21 +7,14 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.integration.kafka_helpers import create_topic
 
 pytestmark = pytest.mark.kafka
 
 
-def _create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for fut in admin.create_topics([NewTopic(name, num_partitions=partitions)]).values():
-        fut.result(timeout=30)
-    meta = admin.list_topics(name, timeout=10)
-    assert len(meta.topics[name].partitions) == partitions
-
-
 def test_confluent_kafka_group_consumes_all_partitions(kafka_bootstrap: str, unique_name: str):
-    _create_topic(kafka_bootstrap, unique_name)
+    create_topic(kafka_bootstrap, unique_name)
     producer = Producer({"bootstrap.servers": kafka_bootstrap})
     for i in range(60):
         producer.produce(unique_name, key=f"pool-{i}", value=f"event-{i}".encode(), partition=i % 3)
@@ -49,7 +42,7 @@ def test_confluent_kafka_group_consumes_all_partitions(kafka_bootstrap: str, uni
 def test_aiokafka_group_consumes_all_partitions(kafka_bootstrap: str, unique_name: str):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    _create_topic(kafka_bootstrap, unique_name)
+    create_topic(kafka_bootstrap, unique_name)
 
     async def roundtrip() -> dict[str, int]:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
