@@ -16,6 +16,7 @@ from api import (
     live,
     problems,
     prometheus,
+    requests,
     routes_query,
 )
 from api.auth import ApiKey, Authenticator, require
@@ -40,6 +41,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(ingest.ingest_router, dependencies=operator)
     app.include_router(ingest.rejects_router, dependencies=viewer)
     app.include_router(routes_query.router, dependencies=viewer)
+    app.include_router(requests.router, dependencies=viewer)
     app.include_router(prometheus.router, dependencies=viewer)
     app.include_router(export.router, dependencies=viewer)
     app.include_router(analysis.router, dependencies=viewer)

@@ -5,7 +5,9 @@ longer windows, late events merge into stored rollups, and shards merge at query
 
 - counters: exact sums (requests, errors, busy microseconds, ...);
 - gauges: last value (by event time), min, max, sum and sample count of a sampled level;
-- distributions: exact count/sum/min/max plus a t-digest for quantiles.
+- distributions: exact count/sum/min/max plus a t-digest for quantiles;
+- exemplars: a few individual requests behind the numbers (the slowest, and a small uniform
+  sample), so a point on a chart can be drilled down to real requests (R10.3).
 
 >>> a = Aggregate()
 >>> a.add_values("duration_us", [100, 200, 300])
@@ -111,16 +113,39 @@ class Dist:
         return d
 
 
-class Aggregate:
-    """Counters, gauges and distributions of one series in one bucket."""
+# Exemplars kept per series and bucket: this many slowest requests plus this many sampled ones.
+EXEMPLARS = 5
 
-    __slots__ = ("counters", "gauges", "dists")
+
+def select_exemplars(candidates: list[dict[str, Any]], k: int = EXEMPLARS) -> list[dict[str, Any]]:
+    """The ``k`` slowest and the ``k`` sampled requests among ``candidates``, slowest first.
+
+    A request is identified by (duration, time); equal ones count once. The sample is the
+    ``k`` smallest hashes of that pair: numbers hash the same in every process (unlike
+    strings), and the smallest hashes of a union are among the smallest of its parts, so the
+    choice merges exactly and a replay after a crash stores the very same exemplars."""
+    unique = {(x["duration_us"], x["time"]): x for x in candidates}
+    if len(unique) > k:
+        keys = sorted(unique)
+        chosen = keys[-k:] + sorted(keys, key=hash)[:k]
+        unique = {key: unique[key] for key in chosen}
+    return [unique[key] for key in sorted(unique, reverse=True)]
+
+
+class Aggregate:
+    """Counters, gauges, distributions and exemplars of one series in one bucket."""
+
+    __slots__ = ("counters", "gauges", "dists", "exemplars")
 
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
         # name -> [last_time, last, min, max, sum, n]
         self.gauges: dict[str, list[float]] = {}
         self.dists: dict[str, Dist] = {}
+        self.exemplars: list[dict[str, Any]] = []
+
+    def add_exemplars(self, candidates: list[dict[str, Any]]) -> None:
+        self.exemplars = select_exemplars(self.exemplars + candidates)
 
     def add_counter(self, name: str, amount: float) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
@@ -166,6 +191,8 @@ class Aggregate:
             if d is None:
                 d = self.dists[name] = Dist()
             d.merge(od)
+        if other.exemplars:
+            self.add_exemplars(other.exemplars)
 
     def copy(self) -> Aggregate:
         return Aggregate.from_bytes(self.to_bytes())
@@ -176,11 +203,11 @@ class Aggregate:
         unit weights compress ~7x). Paid per series and bucket, never per event."""
         names = sorted(self.dists)
         blobs = [self.dists[n].deflated() for n in names]
-        header = orjson.dumps(
-            {"c": self.counters, "g": self.gauges,
-             "d": [self.dists[n].header(n, b) for n, b in zip(names, blobs, strict=True)]},
-            option=orjson.OPT_SORT_KEYS,
-        )
+        obj = {"c": self.counters, "g": self.gauges,
+               "d": [self.dists[n].header(n, b) for n, b in zip(names, blobs, strict=True)]}
+        if self.exemplars:
+            obj["x"] = self.exemplars
+        header = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         return len(header).to_bytes(4, "big") + header + b"".join(blobs)
 
     @classmethod
@@ -191,6 +218,7 @@ class Aggregate:
         a = cls()
         a.counters = obj["c"]
         a.gauges = obj["g"]
+        a.exemplars = obj.get("x", [])
         pos = 4 + size
         for entry in obj["d"]:
             name, length = entry[0], entry[5]

@@ -205,6 +205,9 @@ class Engine:
         def b64(data: bytes) -> str:
             return base64.b64encode(data).decode()
 
+        for series in self.panes.values():
+            for p in series.values():
+                p.fold_candidates()  # exemplars merge exactly, so folding early changes nothing
         panes = [[bucket, fam, list(labels), b64(p.agg.to_bytes()),
                   {n: b64(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
                  for bucket, series in self.panes.items() for (fam, labels), p in series.items()]

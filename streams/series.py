@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from schemas.events import Pool, Python, RequestStart, Resource, Session, Worker
-from streams.aggregate import Aggregate
+from streams.aggregate import EXEMPLARS, Aggregate
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "request": ("pool", "worker_profile", "adapter", "command", "python_env", "library",
@@ -55,12 +55,27 @@ class Pane:
     """
 
     COMPACT_AT = 32_768
-    __slots__ = ("agg", "values", "compacted")
+    CANDIDATES_AT = 128
+    __slots__ = ("agg", "values", "compacted", "candidates")
 
     def __init__(self) -> None:
         self.agg = Aggregate()
         self.values: dict[str, list[float]] = {}
         self.compacted: dict[str, list[np.ndarray]] = {}
+        self.candidates: list[Any] = []  # requests that may become exemplars
+
+    def add_candidates(self, requests: list[Any]) -> None:
+        """Buffer requests that may become exemplars; cut down to the possible ones every
+        ``CANDIDATES_AT``, so the cost per request is a list append and a C-level sort."""
+        self.candidates.extend(requests)
+        if len(self.candidates) > self.CANDIDATES_AT:
+            self.candidates = _exemplar_candidates(self.candidates)
+
+    def fold_candidates(self) -> None:
+        """Turn the buffered candidates into the aggregate's exemplars (at close, snapshot)."""
+        if self.candidates:
+            self.agg.add_exemplars([_exemplar(e) for e in _exemplar_candidates(self.candidates)])
+            self.candidates = []
 
     def add_values(self, name: str, values: list[float]) -> None:
         v = self.values.get(name)
@@ -81,6 +96,7 @@ class Pane:
         return set(self.values) | set(self.compacted)
 
     def close(self) -> Aggregate:
+        self.fold_candidates()
         for name in sorted(self.names()):
             self.agg.add_values(name, np.sort(self.raw_values(name)).tolist())
         self.values, self.compacted = {}, {}
@@ -123,6 +139,7 @@ PaneFor = Callable[[str, tuple[str, ...], float], Pane]
 _request_key = attrgetter("pool", "worker_profile", "adapter", "command", "python_env", "library",
                           "segment", "node")
 _worker_key = attrgetter("pool", "worker_id")
+_time = attrgetter("time")
 
 
 def requests(reqs: list[Any], resolution: int, pane: PaneFor) -> None:
@@ -201,6 +218,29 @@ def _worker_group(labels: tuple[str, str], g: list[Any], t: float, pane: PaneFor
     if errors:
         c["errors"] = c.get("errors", 0) + errors
     w.add_values("duration_us", durations)
+    w.add_candidates(g)
+
+
+_duration = attrgetter("duration_us")
+
+
+def _exemplar_candidates(requests: list[Any]) -> list[Any]:
+    """The slowest and the sampled requests, chosen as :func:`streams.aggregate.select_exemplars`
+    chooses (by (duration, time), sampled by its hash) with C-level keys and sorts."""
+    keys = list(zip(map(_duration, requests), map(_time, requests), strict=True))
+    by_key = dict(zip(keys, requests, strict=True))  # equal requests count once
+    if len(by_key) <= 2 * EXEMPLARS:
+        return list(by_key.values())
+    ordered = sorted(by_key)
+    chosen = ordered[-EXEMPLARS:] + sorted(ordered, key=hash)[:EXEMPLARS]
+    return [by_key[k] for k in chosen]
+
+
+def _exemplar(e: Any) -> dict[str, Any]:
+    return {"time": e.time, "duration_us": e.duration_us, "status": e.status,
+            "command": e.command, "trace_id": e.trace_id or "", "adapter": e.adapter or "",
+            "queue_wait_us": e.queue_wait_us, "python_us": e.python_us,
+            "session_id": e.session_id or "", "error": e.error or ""}
 
 
 def request_start(e: RequestStart, pane: PaneFor) -> None:

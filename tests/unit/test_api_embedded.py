@@ -180,3 +180,30 @@ def test_filters_negation_prefix_and_utilisation(stack):
         workers = {e.worker_id for e in mine}
         expected = sum(e.duration_us for e in mine) / 1e6 / 600 / len(workers)
         assert s["points"][0][1] == pytest.approx(expected)
+
+
+def test_requests_drill_down_lists_the_slowest_real_requests(stack):
+    client, runner = stack
+    events = requests(3_000, 300)
+    assert post(client, events).status_code == 202
+    runner.close_all()
+    params = {"from": T0 + 60, "to": T0 + 120, "where": ["pool:pool-a", "worker_id:w1"]}
+    body = client.get("/v1/requests", params=params).json()
+    assert body["resolution"] == 10
+    listed = body["requests"]
+    mine = [e for e in events if e.pool == "pool-a" and e.worker_id == "w1"
+            and T0 + 60 <= e.time < T0 + 120]
+    assert listed[0]["duration_us"] == max(e.duration_us for e in mine), "slowest first"
+    assert [x["duration_us"] for x in listed] == sorted((x["duration_us"] for x in listed),
+                                                        reverse=True)
+    real = {(e.time, e.duration_us, e.command, e.status) for e in mine}
+    assert all((x["time"], x["duration_us"], x["command"], x["status"]) in real for x in listed)
+    assert {(x["pool"], x["worker_id"]) for x in listed} == {("pool-a", "w1")}
+    errors = client.get("/v1/requests", params={**params, "where": "pool:pool-a",
+                                                "status": "error"}).json()["requests"]
+    assert all(x["status"] == "error" for x in errors)
+    by_time = client.get("/v1/requests", params={**params, "order": "time", "limit": 3}).json()
+    assert len(by_time["requests"]) == 3
+    assert [x["time"] for x in by_time["requests"]] == sorted(x["time"] for x in by_time["requests"])
+    bad = client.get("/v1/requests", params={"from": T0, "to": T0 + 60, "where": "command:x"})
+    assert bad.status_code == 400 and bad.json()["param"] == "where"

@@ -249,3 +249,18 @@ def test_rolled_up_series_equal_their_parts():
     assert d.count == len(durations) and d.sum == sum(durations)
     exact = exact_quantile(durations, 0.99)
     assert abs(d.quantile(0.99) - exact) / exact <= 0.01
+
+
+def test_worker_series_keep_the_slowest_requests_and_a_sample_as_exemplars():
+    events = requests(20_000, 200)
+    rollups = run(events, batch=333)
+    for resolution in (10, 60):
+        for bucket, agg in merged(rollups, "worker", resolution, pool="pool-a", worker_id="w0").items():
+            mine = [e for e in events if e.pool == "pool-a" and e.worker_id == "w0"
+                    and bucket <= e.time < bucket + resolution]
+            slowest = sorted((e.duration_us for e in mine), reverse=True)[:5]
+            kept = [x["duration_us"] for x in agg.exemplars]
+            assert kept[:5] == slowest, "the five slowest requests of the bucket, slowest first"
+            assert 5 < len(kept) <= 10, "plus a sample of up to five others"
+            everything = {(e.time, e.duration_us, e.command) for e in mine}
+            assert {(x["time"], x["duration_us"], x["command"]) for x in agg.exemplars} <= everything
