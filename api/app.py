@@ -11,6 +11,7 @@ from api import (
     alerts,
     analysis,
     annotations,
+    dashboards,
     export,
     ingest,
     live,
@@ -49,6 +50,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(live.router, dependencies=viewer)
     app.include_router(live.ws_router)
     app.include_router(annotations.read_router, dependencies=viewer)
+    app.include_router(dashboards.router)  # checks the key itself: it needs the caller's name
     app.include_router(annotations.write_router, dependencies=operator)
     started = time.monotonic()
 

@@ -77,6 +77,19 @@ class AnnotationRecord:
                             ).hexdigest()[:16]
 
 
+@dataclass(slots=True)
+class DashboardRecord:
+    """A saved dashboard layout (R10.2): private to its owner, or shared read-only with every
+    key of ``shared_role`` or above. ``body`` is the layout JSON the API validated."""
+
+    id: str
+    owner: str
+    title: str
+    body: str
+    shared_role: str = ""
+    updated: float = 0.0
+
+
 def annotation_record(event: Annotation) -> AnnotationRecord:
     return AnnotationRecord(event.time, event.kind, event.title, event.text or "",
                             event.pool or "", event.end_time, dict(event.tags or {}))
@@ -105,6 +118,13 @@ class RollupStore(Protocol):
 
     def annotations(self, start: float, end: float) -> list[AnnotationRecord]:
         """Annotations overlapping ``[start, end)``, oldest first."""
+
+    def put_dashboard(self, dashboard: DashboardRecord) -> None: ...
+
+    def dashboards(self) -> list[DashboardRecord]:
+        """Every saved dashboard (a handful per user: the API filters by owner and role)."""
+
+    def delete_dashboard(self, dashboard_id: str) -> None: ...
 
     def apply_retention(self, now: float) -> int:
         """Drop rollups older than their resolution's retention; returns rows removed."""

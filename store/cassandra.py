@@ -31,6 +31,7 @@ from store.base import (
     DEFAULT_RETENTION,
     AnnotationRecord,
     Checkpoint,
+    DashboardRecord,
     RejectRecord,
     SeriesRef,
     StoredRollup,
@@ -61,6 +62,9 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {keyspace}.annotations ("
         " day bigint, time double, id text, end_time double, kind text, title text, text text,"
         " pool text, tags text, PRIMARY KEY ((day), time, id))",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.dashboards ("
+        " id text PRIMARY KEY, owner text, title text, body text, shared_role text,"
+        " updated double)",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.rejects ("
         " day bigint, id timeuuid, time double, source text, reason text, raw blob,"
         " PRIMARY KEY ((day), id)) WITH CLUSTERING ORDER BY (id DESC)",
@@ -112,6 +116,15 @@ class CassandraStore:
         self._get_annotations = self._prepare(
             f"SELECT time, kind, title, text, pool, end_time, tags FROM {ks}.annotations"
             " WHERE day=?", self._read_cl)
+        self._put_dashboard = self._prepare(
+            f"INSERT INTO {ks}.dashboards (id, owner, title, body, shared_role, updated)"
+            " VALUES (?, ?, ?, ?, ?, ?)", self._write_cl)
+        # A full read of a small table (a few layouts per user); the API filters it.
+        self._get_dashboards = self._prepare(
+            f"SELECT id, owner, title, body, shared_role, updated FROM {ks}.dashboards",
+            self._read_cl)
+        self._delete_dashboard = self._prepare(f"DELETE FROM {ks}.dashboards WHERE id=?",
+                                               self._write_cl)
         self._known_series: set[tuple[str, str]] = set()
 
     def _prepare(self, cql: str, consistency: int):
@@ -221,6 +234,18 @@ class CassandraStore:
                for _, rows in results for r in rows]
         return sorted((a for a in out if a.time < end and (a.end_time or a.time) >= start),
                       key=lambda a: a.time)
+
+    def put_dashboard(self, d: DashboardRecord) -> None:
+        self.session.execute(self._put_dashboard,
+                             (d.id, d.owner, d.title, d.body, d.shared_role, d.updated))
+
+    def dashboards(self) -> list[DashboardRecord]:
+        rows = self.session.execute(self._get_dashboards)
+        return sorted((DashboardRecord(r.id, r.owner, r.title, r.body, r.shared_role, r.updated)
+                       for r in rows), key=lambda d: (d.title, d.id))
+
+    def delete_dashboard(self, dashboard_id: str) -> None:
+        self.session.execute(self._delete_dashboard, (dashboard_id,))
 
     def apply_retention(self, now: float) -> int:
         """Rows expire by their own TTL; nothing to delete by hand."""

@@ -18,6 +18,7 @@ from store.base import (
     DEFAULT_RETENTION,
     AnnotationRecord,
     Checkpoint,
+    DashboardRecord,
     RejectRecord,
     SeriesRef,
     StoredRollup,
@@ -41,6 +42,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS annotations (
     id TEXT PRIMARY KEY, time REAL NOT NULL, end_time REAL, kind TEXT NOT NULL,
     title TEXT NOT NULL, text TEXT NOT NULL, pool TEXT NOT NULL, tags TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dashboards (
+    id TEXT PRIMARY KEY, owner TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
+    shared_role TEXT NOT NULL, updated REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, source TEXT NOT NULL,
@@ -156,6 +161,21 @@ class SQLiteStore:
                 (end, start)).fetchall()
         return [AnnotationRecord(t, k, ti, tx, p, e, orjson.loads(tags))
                 for t, k, ti, tx, p, e, tags in rows]
+
+    def put_dashboard(self, d: DashboardRecord) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO dashboards VALUES (?, ?, ?, ?, ?, ?)",
+                             (d.id, d.owner, d.title, d.body, d.shared_role, d.updated))
+
+    def dashboards(self) -> list[DashboardRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, owner, title, body, shared_role, updated "
+                                    "FROM dashboards ORDER BY title, id").fetchall()
+        return [DashboardRecord(*row) for row in rows]
+
+    def delete_dashboard(self, dashboard_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM dashboards WHERE id=?", (dashboard_id,))
 
     def apply_retention(self, now: float) -> int:
         removed = 0

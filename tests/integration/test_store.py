@@ -130,3 +130,18 @@ def test_annotations_overlap_and_replays_are_written_once(store):
     assert store.annotations(T0 + 60, T0 + 90) == []
     (got,) = store.annotations(T0 + 100, T0 + 101)
     assert got.tags == {"by": "ci"} and got.pool == "pool-a"
+
+
+def test_dashboards_are_saved_replaced_and_deleted(store):
+    from store.base import DashboardRecord
+
+    mine = DashboardRecord("d1", "alice", "Latency", '{"panels": []}', "", 1.0)
+    shared = DashboardRecord("d2", "bob", "Capacity", '{"panels": [1]}', "viewer", 2.0)
+    store.put_dashboard(mine)
+    store.put_dashboard(shared)
+    assert store.dashboards() == [shared, mine]  # by title
+    edited = DashboardRecord("d1", "alice", "Latency (p99)", '{"panels": [2]}', "operator", 3.0)
+    store.put_dashboard(edited)
+    assert store.dashboards() == [shared, edited]
+    store.delete_dashboard("d2")
+    assert store.dashboards() == [edited]
