@@ -12,15 +12,22 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-run: $(STAMP)
+# The dashboard's front-end packages (uPlot), from the npm registry, pinned by the lock file.
+UI := dashboard/node_modules/.package-lock.json
+
+$(UI): dashboard/package.json dashboard/package-lock.json
+	npm ci --prefix dashboard --no-audit --no-fund --loglevel=error
+	touch $(UI)
+
+run: $(STAMP) $(UI)
 	$(VENV)/bin/snakepit-perf run $(ARGS)
 
-# Debian's prometheus, for the test that has a real Prometheus scrape /metrics.
-PROMETHEUS := $(shell command -v prometheus)
+# Debian's prometheus (a real Prometheus scrapes /metrics) and chromium (the dashboard tests).
+MISSING_DEBS := $(if $(shell command -v prometheus),,prometheus) $(if $(wildcard /usr/bin/chromium),,chromium)
 
-test: $(STAMP)
-ifeq ($(PROMETHEUS),)
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+test: $(STAMP) $(UI)
+ifneq ($(strip $(MISSING_DEBS)),)
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(MISSING_DEBS) >/dev/null
 endif
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

@@ -19,6 +19,7 @@ from api import (
     prometheus,
     requests,
     routes_query,
+    ui,
 )
 from api.auth import ApiKey, Authenticator, require
 from api.services import Services
@@ -52,6 +53,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(annotations.read_router, dependencies=viewer)
     app.include_router(dashboards.router)  # checks the key itself: it needs the caller's name
     app.include_router(annotations.write_router, dependencies=operator)
+    ui.install(app)
     started = time.monotonic()
 
     @app.get("/health", response_model=Health, tags=["health"])

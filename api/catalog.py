@@ -62,7 +62,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("concurrent_requests", "request", "busy", "busy_us", "requests", 1e-6,
            help="mean requests in flight (total busy time / wall time, Little's law)"),
     Metric("worker_utilization_ratio", "worker", "busy", "busy_us", "ratio", 1e-6,
-           help="busy time / wall time, averaged over the workers in a group (R3.1)"),
+           help="busy time (request duration minus its queue wait) / wall time, averaged over "
+                "the workers in a group (R3.1)"),
     Metric("pool_utilization_ratio", "worker", "busy", "busy_us", "ratio", 1e-6,
            help="capacity in use: the pool's workers' busy time / (workers x wall time); "
                 "group by pool (R4.2)"),

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="run the embedded service (engine + API in one process)")
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to bind (default 8080)")
+    run.add_argument("--simulate", type=float, nargs="?", const=50.0, metavar="RATE",
+                     help="also feed it a simulated Snakepit deployment: the last 15 minutes at "
+                          "once, then RATE requests/s live (default 50); for a demo or a try-out")
     run.set_defaults(func=_cmd_run)
 
     worker = sub.add_parser("worker", parents=[common],
@@ -117,9 +120,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    from functools import partial
+
     from snakepit_perf.embedded import build_embedded
 
-    return _serve(settings, build_embedded)
+    return _serve(settings, partial(build_embedded, simulate=args.simulate))
 
 
 def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:

@@ -11,13 +11,17 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
+from simulator.background import BackgroundSimulation
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
 
 
-def build_embedded(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
+def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
+                   simulate: float | None = None) -> FastAPI:
+    """The embedded service; with ``simulate`` (requests/s) it also feeds itself a simulated
+    deployment (see :mod:`simulator.background`)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
     archive = settings.data_dir / "archive"
@@ -26,12 +30,18 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None) -> Fast
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)
 
+    simulation = BackgroundSimulation(runner.submit, simulate) if simulate else None
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        if simulation is not None:
+            simulation.start()
         try:
             yield
         finally:
+            if simulation is not None:
+                simulation.stop()
             runner.stop()
             store.close()
 

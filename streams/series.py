@@ -213,7 +213,9 @@ def _worker_group(labels: tuple[str, str], g: list[Any], t: float, pane: PaneFor
     w = pane("worker", labels, t)
     c = w.agg.counters
     c["requests"] = c.get("requests", 0) + n
-    c["busy_us"] = c.get("busy_us", 0) + sum(durations)
+    # A worker is busy from taking a request to finishing it: the queue wait before is not its.
+    waits = sum(e.queue_wait_us for e in g if e.queue_wait_us)
+    c["busy_us"] = c.get("busy_us", 0) + sum(durations) - waits
     errors = n - [e.status for e in g].count("ok")
     if errors:
         c["errors"] = c.get("errors", 0) + errors

@@ -178,7 +178,8 @@ def test_filters_negation_prefix_and_utilisation(stack):
     for s in util["series"]:
         mine = [e for e in events if e.pool == s["labels"]["pool"]]
         workers = {e.worker_id for e in mine}
-        expected = sum(e.duration_us for e in mine) / 1e6 / 600 / len(workers)
+        busy = sum(e.duration_us - (e.queue_wait_us or 0) for e in mine)
+        expected = busy / 1e6 / 600 / len(workers)
         assert s["points"][0][1] == pytest.approx(expected)
 
 

@@ -153,6 +153,8 @@ def test_worker_family_and_python_overhead():
     mine = [e for e in events if e.worker_id == "w3"]
     assert agg.counters["requests"] == len(mine)
     assert agg.counters.get("errors", 0) == sum(e.status != "ok" for e in mine)
+    assert agg.counters["busy_us"] == sum(e.duration_us - (e.queue_wait_us or 0) for e in mine), \
+        "a worker is busy from taking a request to finishing it, not while it was queued"
     req = next(iter(merged(rollups, "request", 3600).values()))
     assert req.dists["overhead_us"].sum == sum(e.duration_us - e.python_us for e in events)
     assert req.dists["python_us"].count == len(events)

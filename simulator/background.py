@@ -1,0 +1,73 @@
+"""A simulated deployment feeding the embedded engine from a thread (``run --simulate``).
+
+It first backfills the last few minutes as fast as it can, so the dashboard has history to
+show within seconds of start, then keeps producing at the chosen rate in real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from schemas.events import Event
+from simulator.model import Simulation
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundSimulation:
+    FLUSH_S = 0.1  # live events reach the engine within this (the live view's latency budget)
+
+    def __init__(self, submit: Callable[[Sequence[Event]], None], rate: float,
+                 backfill_s: float = 900.0, seed: int = 1) -> None:
+        self.submit = submit
+        self.rate = rate
+        self.backfill_s = backfill_s
+        self.seed = seed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="snakepit-perf-simulate",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            now = time.time()
+            backfill = Simulation(self.rate, now - self.backfill_s, self.backfill_s, seed=self.seed)
+            self._feed(backfill.events(), realtime=False)
+            live = Simulation(self.rate, backfill.end, 365 * 86400, seed=self.seed + 1)
+            self._feed(live.events(), realtime=True)
+        except Exception:  # a broken simulation must not take the service down with it
+            log.exception("simulation stopped")
+
+    def _feed(self, events, realtime: bool) -> None:
+        batch: list[Event] = []
+        first = time.monotonic()
+        for event in events:
+            if self._stop.is_set():
+                return
+            if realtime:
+                ahead = event.time - time.time()
+                if ahead > 0:
+                    if batch:  # send what is due before waiting for the next event
+                        self.submit(batch)
+                        batch = []
+                    if self._stop.wait(ahead):
+                        return
+            if not batch:
+                first = time.monotonic()
+            batch.append(event)
+            if len(batch) >= 1000 or (realtime and time.monotonic() - first > self.FLUSH_S):
+                self.submit(batch)
+                batch = []
+        if batch:
+            self.submit(batch)
