@@ -132,7 +132,7 @@ function timeRange(s, layout) {
 async function render() {
   const gen = ++app.generation;
   stopLive();
-  clearInterval(app.timer);
+  clearTimeout(app.timer);
   const s = state();
   const view = s.dash ? { name: "Dashboard" } : VIEWS[s.view] || VIEWS.overview;
   const layout = currentLayout(s);
@@ -157,28 +157,37 @@ async function render() {
   };
   const main = $("main");
   main.replaceChildren();
-  document.body.dataset.view = s.dash ? "dashboard" : s.view;
+  Object.assign(document.body.dataset, { view: s.dash ? "dashboard" : s.view, from: ctx.from, to: ctx.to, step: ctx.step });
+  if (s.dash && !layout) {
+    main.innerHTML = '<section class="panel"><div class="empty">This dashboard does not exist, or its owner has not shared it with your role. Pick one under “Saved dashboards”.</div></section>';
+    document.body.dataset.ready = String(gen);
+    return;
+  }
   const heading = document.createElement("h1");
   heading.hidden = true;
   heading.textContent = layout ? layout.title : view.name;
   main.append(heading);
   if (view.tiles) main.append(await tiles(ctx, s.live));
+  if (gen !== app.generation) return;
   const grid = document.createElement("div");
   grid.className = "grid";
   main.append(grid);
-  if (view.special === "requests") grid.append(await requestsTable(ctx));
-  if (view.special === "correlations") {
-    grid.append(await correlationTable(ctx));
-  }
-  if (view.table === "pools") grid.append(await poolsTable(ctx, (pool) => go({ view: "workers", where: [`pool:${pool}`] })));
-  if (view.table === "workers") {
-    grid.append(await workersTable(ctx, (w) => go({ view: "requests", where: [`pool:${w.pool}`, `worker_id:${w.worker_id}`] })));
+  const makeTable = {
+    requests: () => requestsTable(ctx),
+    correlations: () => correlationTable(ctx),
+    pools: () => poolsTable(ctx, (pool) => go({ view: "workers", where: [`pool:${pool}`] })),
+    workers: () => workersTable(ctx, (w) => go({ view: "requests", where: [`pool:${w.pool}`, `worker_id:${w.worker_id}`] })),
+  }[view.special || view.table];
+  if (makeTable) {
+    const table = await makeTable();
+    table.remake = makeTable;
+    grid.append(table);
   }
   if (gen !== app.generation) return;
   if (view.alerts) grid.append(await alertsPanel());
   const loading = layout ? renderPanels(grid, layout, ctx, s.live && view.live) : [];
   if (app.editing && layout) grid.append(editor(layout));
-  if (t.relative && !s.live) app.timer = setInterval(() => gen === app.generation && refresh(grid, ctx), 10000);
+  if (t.relative && !s.live) scheduleRefresh(gen, main, ctx, Date.now());
   await Promise.all(loading);
   if (gen === app.generation) document.body.dataset.ready = String(gen); // for tests: all drawn
 }
@@ -201,9 +210,28 @@ function recent(span) {
   return { from: to - span, to };
 }
 
-function refresh(grid, ctx) {
+// A relative range moves on: tiles, tables and charts follow it every 5 s, or every second
+// for a while after opening a view that is still empty (e.g. right after the service started).
+function scheduleRefresh(gen, main, ctx, opened) {
+  const waiting = main.querySelector(".panel .empty") && Date.now() - opened < 20000;
+  app.timer = setTimeout(async () => {
+    if (gen !== app.generation) return;
+    await refresh(main, ctx);
+    if (gen === app.generation) scheduleRefresh(gen, main, ctx, opened);
+  }, waiting ? 1000 : 5000);
+}
+
+async function refresh(main, ctx) {
   Object.assign(ctx, recent(ctx.to - ctx.from));
-  for (const el of grid.querySelectorAll(".panel")) if (el.spec && !el.live) loadPanel(el, ctx);
+  Object.assign(document.body.dataset, { from: ctx.from, to: ctx.to });
+  const old = main.querySelector(".tiles");
+  if (old) old.replaceWith(await tiles(ctx, false));
+  const loads = [];
+  for (const el of main.querySelectorAll(".panel")) {
+    if (el.remake) el.replaceWith(await el.remake());
+    else if (el.spec && !el.live) loads.push(loadPanel(el, ctx));
+  }
+  await Promise.all(loads);
 }
 
 function edit(i, op, arg) {

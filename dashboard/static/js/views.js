@@ -48,9 +48,10 @@ export const VIEWS = {
     layout: { title: "Python environments", range: "1h", where: [], panels: [
       p("Python execution time P95 by env", "python_exec_seconds", ["p95"], "python_env"),
       p("Elixir overhead P95 by env", "elixir_overhead_seconds", ["p95"], "python_env"),
-      p("Python vs Elixir time (mean)", "python_exec_seconds", ["mean"], "library"),
+      p("Python time by library (mean)", "python_exec_seconds", ["mean"], "library"),
       p("Elixir overhead by library (mean)", "elixir_overhead_seconds", ["mean"], "library"),
-      p("Python worker memory", "python_memory_bytes", ["max"], "pool", 12),
+      p("Python time vs request duration (P50)", "python_exec_seconds", ["p50"], "pool"),
+      p("Request duration by pool (P50)", "request_duration_seconds", ["p50"], "pool"),
     ] },
   },
   resources: {

@@ -1,0 +1,127 @@
+"""Browser tests: the dashboard in Debian's Chromium (headless) driven by Playwright, against
+``snakepit-perf run --simulate`` started as a real process with API keys."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.auth import hash_key
+
+CHROMIUM = "/usr/bin/chromium"
+# As root in a sandbox without a network: no sandbox, no GPU, none of Chromium's own traffic.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+USERS = {"alice": ("viewer", "spk_test_alice"), "bob": ("viewer", "spk_test_bob"),
+         "ops": ("operator", "spk_test_ops")}
+EXE = str(Path(sys.executable).with_name("snakepit-perf"))
+
+
+@dataclass
+class Server:
+    url: str
+    started: float  # time.monotonic() when the process was started
+    log: Path
+
+    def api(self, user: str = "ops") -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30,
+                            headers={"Authorization": f"Bearer {USERS[user][1]}"})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Iterator[Server]:
+    data = tmp_path_factory.mktemp("dashboard")
+    port = _free_port()
+    keys = ",".join(f"{name}:{role}:{hash_key(key)}" for name, (role, key) in USERS.items())
+    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data), "SNAKEPIT_PERF_API_KEYS": keys}
+    log = data / "run.log"
+    started = time.monotonic()
+    proc = subprocess.Popen([EXE, "run", "--port", str(port), "--simulate", "40"], env=env,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, f"snakepit-perf run exited:\n{log.read_text()[-3000:]}"
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"not up after 60 s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+    yield Server(url, started, log)
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A signed-in page that records console errors and uncaught exceptions."""
+
+    def __init__(self, browser, server: Server, user: str | None) -> None:
+        self.context = browser.new_context(viewport={"width": 1440, "height": 900},
+                                           accept_downloads=True)
+        if user is not None:
+            self.context.add_init_script(
+                f"localStorage.setItem('snakepit-perf.key', '{USERS[user][1]}')")
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.server = server
+
+    def open(self, fragment: str = "view=overview") -> None:
+        """Open a view and wait until every panel of it is drawn."""
+        self.page.goto(f"{self.server.url}/#{fragment}")
+        self.wait_drawn()
+
+    def wait_drawn(self, timeout: float = 20_000) -> None:
+        self.page.wait_for_function("document.body.dataset.ready || document.body.dataset.error",
+                                    timeout=timeout)
+        error = self.page.evaluate("document.body.dataset.error || ''")
+        assert not error, error
+
+    def goto_hash(self, fragment: str) -> None:
+        """Change the view in place (as a click on a link would)."""
+        self.page.evaluate("document.body.dataset.ready = ''")
+        self.page.evaluate(f"location.hash = {fragment!r}")
+        self.wait_drawn()
+
+
+@pytest.fixture
+def pages(browser, server):
+    opened: list[Page] = []
+
+    def open_page(user: str | None = "ops") -> Page:
+        p = Page(browser, server, user)
+        opened.append(p)
+        return p
+
+    yield open_page
+    for p in opened:
+        p.context.close()

@@ -1,0 +1,243 @@
+"""The dashboard in a real browser: views, live latency, drill-down, per-user layouts, exports.
+
+Screenshots of every view (1440x900) go to test-output/dashboard/.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import time
+
+import pytest
+
+from tests.browser.conftest import Page, Server
+
+VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
+         "requests"]
+
+
+@pytest.fixture(scope="module")
+def shots(output_dir):
+    d = output_dir / "dashboard"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def panel_data(page: Page) -> list[dict]:
+    return page.page.evaluate("""() => [...document.querySelectorAll('.panel')]
+        .filter((e) => e.spec && !e.live)
+        .map((e) => ({spec: e.spec, chart: !!e.__chart,
+                      x: e.__chart ? [...e.__chart.data[0]] : [],
+                      ys: e.__chart ? e.__chart.data.slice(1).map((y) => [...y]) : [],
+                      empty: e.querySelector('.empty') ? e.querySelector('.empty').textContent : ''}))""")
+
+
+def test_the_main_job_shows_a_populated_dashboard_within_10_s(pages, server: Server, shots):
+    page = pages()
+    page.open()
+    # The page refreshes itself; wait (at most until 10 s after start) for tiles and charts.
+    populated = """() => [...document.querySelectorAll('.panel')].filter((e) => e.spec)
+        .every((e) => e.__chart && e.__chart.data[0].length > 5)
+        && document.querySelector('[data-tile="p99"] .value').textContent.endsWith('s')"""
+    left = max(10 - (time.monotonic() - server.started), 0.1)
+    page.page.wait_for_function(populated, timeout=left * 1000)
+    ready = time.monotonic() - server.started
+    panels = panel_data(page)
+    assert panels and all(p["chart"] and len(p["x"]) > 5 for p in panels)
+    print(f"\n`snakepit-perf run --simulate` start to populated overview: {ready:.1f} s")
+    (shots / "startup.txt").write_text(f"start to populated overview: {ready:.2f} s\n")
+    assert ready <= 10, f"took {ready:.1f} s"
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_view_loads_without_console_errors(pages, view, shots):
+    page = pages()
+    page.open(f"view={view}&range=15m")
+    page.page.wait_for_timeout(300)  # let charts finish painting before the screenshot
+    page.page.screenshot(path=str(shots / f"{view}.png"))
+    assert page.errors == []
+    assert "Could not query" not in page.page.inner_text("main")
+    assert page.page.locator("main .panel").count() >= 1
+
+
+def test_charts_show_what_the_query_api_returns(pages, server: Server):
+    to = int(time.time() - 30) // 60 * 60
+    frm = to - 600
+    page = pages()
+    page.open(f"view=overview&from={frm}&to={to}")
+    step = int(page.page.evaluate("document.body.dataset.step"))
+    checked = 0
+    with server.api() as api:
+        for p in panel_data(page):
+            spec = p["spec"]
+            results = [api.get("/v1/query", params={
+                "metric": spec["metric"], "stat": stat, "from": frm, "to": to, "step": f"{step}s",
+                "group_by": spec["group_by"] or None, "where": spec["where"]}).json()
+                for stat in spec["stats"]]
+            times = sorted({t for r in results for s in r["series"] for t, _ in s["points"]})
+            expected = [[dict(s["points"]).get(t) for t in times]
+                        for r in results for s in r["series"]]
+            assert p["x"] == times, spec["title"]
+            assert p["ys"] == expected, spec["title"]
+            checked += len(expected)
+    assert checked >= 10
+
+
+def test_live_mode_shows_a_burst_within_a_second(pages, server: Server, shots):
+    page = pages()
+    page.open("view=overview&live=1")
+    page.page.wait_for_function("Number(document.body.dataset.liveTotal || 0) > 0", timeout=10_000)
+    latencies = []
+    with server.api() as api:
+        for i in range(20):
+            pool = f"burst{i}"
+            now = time.time()
+            events = [{"type": "request", "time": now, "pool": pool, "command": "predict",
+                       "duration_us": 1000 + j, "status": "ok"} for j in range(25)]
+            t0 = time.monotonic()
+            assert api.post("/v1/events", json=events).status_code == 202
+            page.page.wait_for_function(
+                """(pool) => [...document.querySelectorAll('.u-legend .u-label')]
+                     .some((e) => e.textContent === 'pool=' + pool)""",
+                arg=pool, polling="raf", timeout=5_000)
+            latencies.append(time.monotonic() - t0)
+            time.sleep(0.2)
+    page.page.screenshot(path=str(shots / "overview-live.png"))
+    p95 = statistics.quantiles(latencies, n=20)[-1]
+    report = (f"live event-to-screen over {len(latencies)} bursts: p50 "
+              f"{statistics.median(latencies) * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms")
+    print("\n" + report)
+    (shots / "live-latency.txt").write_text(report + "\n")
+    assert page.errors == []
+    assert p95 <= 1.0, report
+
+
+def test_drill_down_from_pool_to_worker_to_its_requests(pages, server: Server):
+    to = int(time.time() - 30) // 10 * 10
+    page = pages()
+    page.open(f"view=pools&from={to - 900}&to={to}")  # a fixed range: no refresh under our feet
+    pool = page.page.locator("table.data tr.link").first.locator("td").first.inner_text()
+    page.page.evaluate("document.body.dataset.ready = ''")
+    page.page.locator("table.data tr.link").first.click()
+    page.wait_drawn()
+    assert "view=workers" in page.page.url and f"where=pool%3A{pool}" in page.page.url
+    row = page.page.locator("table.data tr.link").first
+    worker = row.locator("td").first.inner_text()
+    page.page.evaluate("document.body.dataset.ready = ''")
+    row.click()
+    page.wait_drawn()
+    assert "view=requests" in page.page.url
+    shown = page.page.locator("table.data tr").all()[1:]
+    assert shown, "the worker's requests are listed"
+    cells = [[td.inner_text() for td in r.locator("td").all()] for r in shown]
+    assert {(c[1], c[2]) for c in cells} == {(pool, worker)}
+    frm, to = (int(page.page.evaluate(f"document.body.dataset.{k}")) for k in ("from", "to"))
+    with server.api() as api:
+        listed = api.get("/v1/requests", params={"from": frm, "to": to, "limit": 200,
+                                                 "where": [f"pool:{pool}", f"worker_id:{worker}"]}
+                         ).json()["requests"]
+    assert sorted(c[9] for c in cells) == sorted(x["trace_id"] for x in listed)
+    assert page.errors == []
+
+
+def test_a_click_on_a_chart_point_lists_the_requests_behind_it(pages):
+    page = pages()
+    page.open("view=overview&range=15m")
+    over = page.page.locator(".panel .u-over").nth(1)  # latency percentiles
+    box = over.bounding_box()
+    page.page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8)
+    page.page.evaluate("document.body.dataset.ready = ''")
+    page.page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.8)
+    page.wait_drawn()
+    assert "view=requests" in page.page.url
+    frm, to = (int(page.page.evaluate(f"document.body.dataset.{k}")) for k in ("from", "to"))
+    assert 0 < to - frm <= 60
+    assert page.page.locator("table.data tr").count() > 1
+
+
+def titles(page: Page) -> list[str]:
+    return page.page.locator("main .panel h3 .title").all_inner_texts()
+
+
+def test_a_saved_layout_comes_back_for_its_user_and_not_for_another(pages, server: Server, shots):
+    alice = pages("alice")
+    alice.open("view=overview&range=15m")
+    before = titles(alice)
+    alice.page.click("#edit")
+    alice.page.locator("main .panel").filter(has_text=before[0]).get_by_role(
+        "button", name="remove panel").click()
+    alice.page.select_option("select[name=metric]", "queue_wait_seconds")
+    alice.page.select_option("select[name=stat]", "p99")
+    alice.page.fill("input[name=title]", "Queue wait P99")
+    alice.page.click("button[name=add]")
+    alice.page.click("#save")
+    alice.page.fill("#save-title", "Alice's latency")
+    alice.page.evaluate("document.body.dataset.ready = ''")
+    alice.page.click("#save-submit")
+    alice.page.wait_for_url("**dash=*")
+    alice.wait_drawn()
+    dash_url = alice.page.url
+    expected = [*before[1:], "Queue wait P99"]
+    alice.page.reload()
+    alice.wait_drawn()
+    assert titles(alice) == expected
+    alice.page.screenshot(path=str(shots / "saved-dashboard.png"))
+    with server.api("alice") as api:
+        assert [d["title"] for d in api.get("/v1/dashboards").json()] == ["Alice's latency"]
+
+    bob = pages("bob")
+    bob.page.goto(dash_url)
+    bob.wait_drawn()
+    assert titles(bob) == []
+    assert "does not exist" in bob.page.inner_text("main")
+    assert bob.page.locator("#layouts option").all_inner_texts() == ["Saved dashboards…"]
+    assert alice.errors == [] and bob.errors == []
+
+
+def test_exports_download_and_parse(pages, tmp_path):
+    page = pages("ops")
+    page.open("view=pools&range=15m")
+    panel = page.page.locator("main .panel").filter(has=page.page.locator(".u-over")).first
+    points = page.page.evaluate("""() => [...document.querySelectorAll('.panel')]
+        .find((e) => e.__chart).__chart.data[0].length""")
+    with page.page.expect_download() as d:
+        panel.get_by_role("button", name="download this panel's data as CSV").click()
+    rows = list(csv.reader(io.StringIO(d.value.path().read_text())))
+    assert rows[0][0] == "time" and len(rows[0]) >= 2 and len(rows) == points + 1
+    float(next(v for v in rows[1][1:] if v))  # numbers, not formatted text
+    with page.page.expect_download() as d:
+        panel.get_by_role("button", name="download this panel as a PNG image").click()
+    png = d.value.path().read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5_000
+    with page.page.expect_download() as d:
+        page.page.click("#export")
+    exported = json.loads(d.value.path().read_text())
+    assert [p["title"] for p in exported["panels"]] == titles(page)
+    path = tmp_path / "view.json"
+    path.write_text(json.dumps({**exported, "title": "Imported pools"}))
+    page.page.evaluate("document.body.dataset.ready = ''")
+    page.page.set_input_files("#import", str(path))
+    page.page.wait_for_url("**dash=*")
+    page.wait_drawn()
+    assert titles(page) == [p["title"] for p in exported["panels"]]
+    assert "Imported pools" in page.page.locator("#layouts").inner_text()
+    assert page.errors == []
+
+
+def test_without_a_key_the_page_asks_for_one(pages, shots):
+    page = pages(user=None)
+    page.page.goto(f"{page.server.url}/")
+    page.page.wait_for_selector("#login[open]")
+    page.page.screenshot(path=str(shots / "sign-in.png"))
+    page.page.fill("#key", "spk_wrong")
+    page.page.click("#login-submit")
+    page.page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    page.page.fill("#key", "spk_test_alice")
+    page.page.click("#login-submit")
+    page.wait_drawn()
+    assert page.page.inner_text("#user").startswith("alice (viewer)")
+    assert all("401" in e for e in page.errors), page.errors
