@@ -1,4 +1,9 @@
-# The snakepit-perf image used by docker-compose.yml (worker and API).
+# The snakepit-perf image used by docker-compose.yml (worker and API, dashboard included).
+FROM node:20-slim AS dashboard
+WORKDIR /dashboard
+COPY dashboard/package.json dashboard/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -11,5 +16,8 @@ COPY sdk sdk
 COPY simulator simulator
 COPY models models
 COPY infra infra
-RUN pip install --no-cache-dir .
+COPY dashboard/static dashboard/static
+COPY --from=dashboard /dashboard/node_modules dashboard/node_modules
+# Editable, so the API finds the dashboard's files next to its package (/app/dashboard).
+RUN pip install --no-cache-dir -e .
 ENTRYPOINT ["snakepit-perf"]

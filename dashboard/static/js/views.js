@@ -50,7 +50,7 @@ export const VIEWS = {
       p("Elixir overhead P95 by env", "elixir_overhead_seconds", ["p95"], "python_env"),
       p("Python time by library (mean)", "python_exec_seconds", ["mean"], "library"),
       p("Elixir overhead by library (mean)", "elixir_overhead_seconds", ["mean"], "library"),
-      p("Python time vs request duration (P50)", "python_exec_seconds", ["p50"], "pool"),
+      p("Python time by pool (P50)", "python_exec_seconds", ["p50"], "pool"),
       p("Request duration by pool (P50)", "request_duration_seconds", ["p50"], "pool"),
     ] },
   },
