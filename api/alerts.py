@@ -1,22 +1,108 @@
-"""``GET /v1/alerts``: alerts firing now, or the history of firing and resolved notifications."""
+"""``/v1/alerts`` and ``/v1/silences``: alerts firing now and their history; acknowledging an
+alert; silencing alerts by label matchers until a time (Alertmanager's vocabulary)."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field, model_validator
 
+from api.auth import Caller, caller
 from api.problems import Problem
+from api.query import QueryError, parse_duration, parse_time
 from api.services import Services, get_services
+from models.runner import AlertRunner
 
-router = APIRouter(tags=["alerts"])
+router = APIRouter(tags=["alerts"])  # reads: viewer
+actions = APIRouter(tags=["alerts"])  # acknowledge, silence: operator
 
 
-@router.get("/v1/alerts", summary="Alerts: firing now, resolved, or all notifications")
-def list_alerts(services: Annotated[Services, Depends(get_services)],
-                state: Annotated[str, Query(pattern="^(firing|resolved|all)$")] = "firing",
-                ) -> list[dict[str, Any]]:
+def runner(services: Annotated[Services, Depends(get_services)]) -> AlertRunner:
     if services.alerts is None:
         raise Problem(404, "No alerting here", "alerts are evaluated where the engine runs "
                                                "(snakepit-perf run)")
-    return services.alerts.alerts(state)
+    return services.alerts
+
+
+Runner = Annotated[AlertRunner, Depends(runner)]
+Operator = Annotated[Caller, Depends(caller("operator"))]
+
+
+@router.get("/v1/alerts", summary="Alerts: firing now, resolved, or all notifications")
+def list_alerts(alerts: Runner,
+                state: Annotated[str, Query(pattern="^(firing|resolved|all)$")] = "firing",
+                ) -> list[dict[str, Any]]:
+    return alerts.alerts(state)
+
+
+class Ack(BaseModel):
+    comment: str = Field("", max_length=1000)
+
+
+@actions.post("/v1/alerts/{fingerprint}/ack", summary="Acknowledge a firing alert (who takes it)")
+def acknowledge(fingerprint: str, body: Ack, alerts: Runner, who: Operator) -> dict[str, Any]:
+    note = alerts.acknowledge(fingerprint, who.name, body.comment)
+    if note is None:
+        raise Problem(404, "No such firing alert", f"no alert {fingerprint!r} is firing",
+                      param="fingerprint")
+    return note
+
+
+class SilenceIn(BaseModel):
+    matchers: dict[str, str] = Field(min_length=1, description="label -> value (value* = prefix),"
+                                     " e.g. {\"pool\": \"gpu\", \"signal\": \"p99_s\"}")
+    duration: str | None = Field(None, description="e.g. 30m, 2h (or give ends_at)")
+    ends_at: str | None = Field(None, description="RFC 3339 or epoch seconds")
+    comment: str = Field("", max_length=1000)
+
+    @model_validator(mode="after")
+    def _one_end(self) -> SilenceIn:
+        if (self.duration is None) == (self.ends_at is None):
+            raise ValueError("give exactly one of duration or ends_at")
+        return self
+
+
+class SilenceOut(BaseModel):
+    id: str
+    matchers: dict[str, str]
+    starts_at: float
+    ends_at: float
+    comment: str
+    created_by: str
+    active: bool
+
+
+def _out(s, now: float) -> SilenceOut:
+    return SilenceOut(**s.to_dict(), active=s.active(now))
+
+
+@router.get("/v1/silences", response_model=list[SilenceOut], summary="Silences")
+def list_silences(alerts: Runner, expired: bool = False) -> list[SilenceOut]:
+    now = time.time()
+    return [_out(s, now) for s in alerts.silences(include_expired=expired)]
+
+
+@actions.post("/v1/silences", response_model=SilenceOut, status_code=201,
+              summary="Mute notifications of matching alerts until a time")
+def create_silence(body: SilenceIn, alerts: Runner, who: Operator) -> SilenceOut:
+    now = time.time()
+    try:
+        ends = now + parse_duration(body.duration, "duration") if body.duration else \
+            parse_time(body.ends_at, "ends_at")
+    except QueryError as exc:
+        raise Problem(400, "Invalid silence", str(exc), param=exc.param) from exc
+    if ends <= now:
+        raise Problem(400, "Invalid silence", "the silence would already be over",
+                      param="ends_at")
+    return _out(alerts.silence(body.matchers, ends, body.comment, who.name, starts_at=now), now)
+
+
+@actions.delete("/v1/silences/{silence_id}", response_model=SilenceOut,
+                summary="Expire a silence now")
+def expire_silence(silence_id: str, alerts: Runner, who: Operator) -> SilenceOut:
+    s = alerts.expire(silence_id)
+    if s is None:
+        raise Problem(404, "No such silence", f"no silence {silence_id!r}", param="silence_id")
+    return _out(s, time.time())

@@ -48,6 +48,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(export.router, dependencies=viewer)
     app.include_router(analysis.router, dependencies=viewer)
     app.include_router(alerts.router, dependencies=viewer)
+    app.include_router(alerts.actions)  # checks the operator key itself: it needs the name
     app.include_router(live.router, dependencies=viewer)
     app.include_router(live.ws_router)
     app.include_router(annotations.read_router, dependencies=viewer)

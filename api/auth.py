@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from fastapi import Request
+from pydantic import BaseModel
 
 from api.problems import Problem
 
@@ -83,5 +84,22 @@ def require(role: str):
 
     def dependency(request: Request) -> None:
         request.app.state.auth.check(request, role)
+
+    return dependency
+
+
+class Caller(BaseModel):
+    name: str
+    role: str
+
+
+def caller(role: str = "viewer"):
+    """A route parameter dependency that checks ``role`` and returns who is calling; with no
+    keys configured (loopback only) that is ``local``, an admin."""
+
+    def dependency(request: Request) -> Caller:
+        key = request.app.state.auth.check(request, role)
+        return Caller(name="local", role="admin") if key is None else Caller(name=key.name,
+                                                                              role=key.role)
 
     return dependency

@@ -12,10 +12,10 @@ import time
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
-from api.auth import ROLES
+from api.auth import ROLES, Caller, caller
 from api.problems import Problem
 from api.services import Services, get_services
 from store.base import DashboardRecord
@@ -50,17 +50,6 @@ class Dashboard(Layout):
     editable: bool
 
 
-class Caller(BaseModel):
-    name: str
-    role: str
-
-
-def caller(request: Request) -> Caller:
-    key = request.app.state.auth.check(request, "viewer")
-    return Caller(name="local", role="admin") if key is None else Caller(name=key.name,
-                                                                          role=key.role)
-
-
 def _visible(d: DashboardRecord, who: Caller) -> bool:
     """Own layouts, those shared with the caller's role or a lower one; admins see all."""
     return d.owner == who.name or who.role == "admin" or (
@@ -86,7 +75,7 @@ def _record(layout: Layout, dashboard_id: str, owner: str) -> DashboardRecord:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-CallerDep = Annotated[Caller, Depends(caller)]
+CallerDep = Annotated[Caller, Depends(caller())]
 
 
 @router.get("/v1/dashboards", response_model=list[Dashboard],

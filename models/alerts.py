@@ -17,6 +17,7 @@ import orjson
 
 from models.detectors import RobustBaseline
 from models.signals import Signals
+from models.silences import Silence
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,8 @@ class AlertEngine:
     history: list[dict[str, Any]] = field(default_factory=list)
     _incidents: dict[str, str] = field(default_factory=dict)  # pool -> open incident id
     _memory: dict[str, float] = field(default_factory=dict)  # pool -> last minute's memory
+    silences: list[Silence] = field(default_factory=list)
+    acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint -> who, when
 
     def observe(self, minute: int, by_pool: dict[str, Signals]) -> list[dict[str, Any]]:
         """Score one closed minute of every pool; returns the notifications to send."""
@@ -147,6 +150,7 @@ class AlertEngine:
                 st.status = "inactive"
             elif st.status == "firing" and st.good >= rule.resolve_minutes:
                 st.status = "inactive"
+                self.acks.pop(st.fingerprint, None)
                 if not self._inhibited(st):
                     out.append(self._notification(st, minute, x, signals, "resolved"))
                 if not any(s.status == "firing" for (p, _), s in self.states.items()
@@ -162,7 +166,9 @@ class AlertEngine:
                    "incident": st.incident, "detector": st.detector.state()}
                   for st in self.states.values()]
         return orjson.dumps({"states": states, "incidents": self._incidents,
-                             "memory": self._memory, "history": self.history[-500:]})
+                             "memory": self._memory, "history": self.history[-500:],
+                             "silences": [x.to_dict() for x in self.silences],
+                             "acks": self.acks})
 
     def restore(self, data: bytes) -> None:
         obj = orjson.loads(data)
@@ -179,6 +185,8 @@ class AlertEngine:
         self._incidents.update(obj["incidents"])
         self._memory.update(obj["memory"])
         self.history.extend(obj["history"])
+        self.silences.extend(Silence(**x) for x in obj.get("silences", ()))
+        self.acks.update(obj.get("acks", {}))
 
     def _inhibited(self, st: AlertState) -> bool:
         return any(st.rule.signal in inhibited and

@@ -15,7 +15,11 @@ class KafkaAlertPublisher:
         self._producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
                                    "linger.ms": 5})
 
-    def __call__(self, note: dict[str, Any]) -> None:
+    def send(self, notes: list[dict[str, Any]], firing: list[dict[str, Any]]) -> None:
+        for note in notes:
+            self.publish(note)
+
+    def publish(self, note: dict[str, Any]) -> None:
         self._producer.produce(self.topic, orjson.dumps(note), key=note["group"].encode(),
                                headers={"status": note["status"].encode(),
                                         "fingerprint": note["fingerprint"].encode()})

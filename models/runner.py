@@ -1,65 +1,122 @@
-"""Feed closed 1-minute rollups to the alert engine in minute order and keep what it says."""
+"""Feed closed 1-minute rollups to the alert engine in minute order, keep what it says, and
+send it to the outputs (Kafka, Alertmanager, webhooks) unless a silence mutes it."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from models.alerts import AlertEngine
-from models.signals import minute_signals
+from models.outputs import Note, Output
+from models.signals import Signals, minute_signals
+from models.silences import Silence, note_labels
 from store.base import Checkpoint, RollupStore
 from streams.engine import Rollup
 
-Publish = Callable[[dict[str, Any]], None]
-
 
 class AlertRunner:
-    """Thread-safe: the embedded flusher calls :meth:`consume`, the API reads :meth:`alerts`."""
+    """Thread-safe: the embedded flusher calls :meth:`consume`, the API reads and acts."""
 
-    def __init__(self, engine: AlertEngine | None = None, publish: Publish | None = None,
-                 store: RollupStore | None = None, checkpoint: str = "alerts") -> None:
+    def __init__(self, engine: AlertEngine | None = None, outputs: Sequence[Output] = (),
+                 store: RollupStore | None = None, checkpoint: str = "alerts",
+                 clock: Callable[[], float] = time.time) -> None:
         self.engine = engine or AlertEngine()
-        self.publish = publish
+        self.outputs = list(outputs)
         self._lock = threading.Lock()
         self.store = store
         self.checkpoint = checkpoint
+        self.clock = clock
         if store is not None:
             cp = store.load_checkpoint(checkpoint)
             if cp is not None:
                 self.engine.restore(cp.state)
 
-    def consume(self, rollups: list[Rollup]) -> list[dict[str, Any]]:
+    def consume(self, rollups: list[Rollup]) -> list[Note]:
+        """Evaluate closed 1-minute rollups (the engine's ``on_minutes`` hook)."""
         by_minute: dict[int, list[Rollup]] = defaultdict(list)
         for r in rollups:
             by_minute[r.bucket].append(r)
-        notes: list[dict[str, Any]] = []
+        return self.evaluate([(minute, {p: s for (_, p), s in minute_signals(rs).items()})
+                              for minute, rs in sorted(by_minute.items())])
+
+    def evaluate(self, minutes: list[tuple[int, dict[str, Signals]]]) -> list[Note]:
+        """Score each minute's per-pool signals, in order; notify what is not silenced."""
+        notes: list[Note] = []
         with self._lock:
-            for minute in sorted(by_minute):
-                signals = minute_signals(by_minute[minute])
-                notes += self.engine.observe(minute, {p: s for (_, p), s in signals.items()})
-            if self.store is not None and by_minute:
-                self.store.write([], checkpoint=(self.checkpoint,
-                                                 Checkpoint(self.engine.snapshot())))
-        for note in notes:
-            if self.publish is not None:
-                self.publish(note)
+            for minute, by_pool in minutes:
+                notes += self.engine.observe(minute, by_pool)
+            now = self.clock()
+            for note in notes:
+                note["silenced"] = self._silenced(note, now)
+            if minutes:
+                self._save()
+            firing = [n for n in self._firing() if not self._silenced(n, now)]
+        loud = [n for n in notes if not n["silenced"]]
+        for output in self.outputs:
+            output.send(loud, firing)
         return notes
 
-    def alerts(self, state: str = "firing") -> list[dict[str, Any]]:
+    def alerts(self, state: str = "firing") -> list[Note]:
         """``firing``: the latest notification of each alert firing now; ``resolved`` and
-        ``all``: the notification history (newest first)."""
+        ``all``: the notification history (newest first). Each says whether a silence mutes it
+        now and who acknowledged it."""
         with self._lock:
-            history = list(reversed(self.engine.history))
-            if state == "all":
-                return history
-            if state == "resolved":
-                return [n for n in history if n["status"] == "resolved"]
-            firing = {st.fingerprint for st in self.engine.states.values()
-                      if st.status == "firing"}
-            latest: dict[str, dict[str, Any]] = {}
-            for note in history:
-                if note["fingerprint"] in firing and note["status"] == "firing":
-                    latest.setdefault(note["fingerprint"], note)
-            return list(latest.values())
+            if state == "firing":
+                notes = self._firing()
+            else:
+                notes = [n for n in reversed(self.engine.history)
+                         if state == "all" or n["status"] == state]
+            now = self.clock()
+            return [{**n, "silenced": self._silenced(n, now),
+                     "acknowledged": self.engine.acks.get(n["fingerprint"])
+                     if n["status"] == "firing" else None} for n in notes]
+
+    def acknowledge(self, fingerprint: str, by: str, comment: str = "") -> Note | None:
+        """Mark a firing alert as taken; None if no alert with that fingerprint is firing."""
+        with self._lock:
+            if not any(n["fingerprint"] == fingerprint for n in self._firing()):
+                return None
+            self.engine.acks[fingerprint] = {"by": by, "at": self.clock(), "comment": comment}
+            self._save()
+        return next(n for n in self.alerts("firing") if n["fingerprint"] == fingerprint)
+
+    def silence(self, matchers: dict[str, str], ends_at: float, comment: str, by: str,
+                starts_at: float | None = None) -> Silence:
+        s = Silence(matchers, self.clock() if starts_at is None else starts_at, ends_at,
+                    comment, by)
+        with self._lock:
+            self.engine.silences.append(s)
+            self._save()
+        return s
+
+    def silences(self, include_expired: bool = False) -> list[Silence]:
+        now = self.clock()
+        with self._lock:
+            return [s for s in self.engine.silences if include_expired or s.ends_at > now]
+
+    def expire(self, silence_id: str) -> Silence | None:
+        with self._lock:
+            for s in self.engine.silences:
+                if s.id == silence_id:
+                    s.ends_at = min(s.ends_at, self.clock())
+                    self._save()
+                    return s
+        return None
+
+    def _firing(self) -> list[Note]:
+        firing = {st.fingerprint for st in self.engine.states.values() if st.status == "firing"}
+        latest: dict[str, Note] = {}
+        for note in reversed(self.engine.history):
+            if note["fingerprint"] in firing and note["status"] == "firing":
+                latest.setdefault(note["fingerprint"], note)
+        return list(latest.values())
+
+    def _silenced(self, note: Note, now: float) -> bool:
+        labels = note_labels(note)
+        return any(s.active(now) and s.matches(labels) for s in self.engine.silences)
+
+    def _save(self) -> None:
+        if self.store is not None:
+            self.store.write([], checkpoint=(self.checkpoint, Checkpoint(self.engine.snapshot())))

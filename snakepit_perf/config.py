@@ -47,11 +47,21 @@ class CassandraSettings:
 
 
 @dataclass
+class AlertSettings:
+    # Alertmanager's base URL (e.g. http://127.0.0.1:9093); empty: not used.
+    alertmanager_url: str = ""
+    # Webhooks that receive each notification, signed with HMAC-SHA256 of webhook_secret.
+    webhook_urls: list[str] = field(default_factory=list)
+    webhook_secret: str = ""
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".snakepit-perf")
     api: ApiSettings = field(default_factory=ApiSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def load(path: Path | None = None, env: dict[str, str] | None = None,

@@ -12,6 +12,7 @@ from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
 from simulator.background import BackgroundSimulation
+from snakepit_perf.alerting import alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
@@ -25,7 +26,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
     archive = settings.data_dir / "archive"
-    alerts = AlertRunner(store=store)  # resumes learned baselines and firing alerts
+    # Resumes learned baselines, firing alerts and silences from the store.
+    alerts = AlertRunner(store=store, outputs=alert_outputs(settings))
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)

@@ -33,7 +33,7 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
     subscriber.subscribe([alerts_topic])
 
     store = cassandra_stores(unique_name)
-    alerts = AlertRunner(publish=KafkaAlertPublisher(kafka_bootstrap, alerts_topic))
+    alerts = AlertRunner(outputs=[KafkaAlertPublisher(kafka_bootstrap, alerts_topic)])
     worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq", on_minutes=alerts.consume)
     stop = threading.Event()

@@ -1,0 +1,169 @@
+"""Silences, acknowledgements and the HTTP outputs (a real HTTP receiver on loopback)."""
+
+from __future__ import annotations
+
+import hmac
+import http.server
+import random
+import threading
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.services import Services
+from models.outputs import AlertmanagerOutput, WebhookOutput, signature
+from models.runner import AlertRunner
+from store.sqlite import SQLiteStore
+from streams.embedded import EmbeddedRunner
+from tests.unit.test_alerts import T, normal
+
+
+class Recorder:
+    """An output that keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.notes: list[dict] = []
+        self.firing: list[list[dict]] = []
+
+    def send(self, notes, firing) -> None:
+        self.notes += notes
+        self.firing.append(firing)
+
+
+def minutes(rng: range, pool: str = "gpu", seed: int = 1, **over):
+    rnd = random.Random(seed)
+    return [(T + m * 60, {pool: normal(rnd, **over)}) for m in rng]
+
+
+def incident(runner: AlertRunner, pool: str = "gpu") -> list[dict]:
+    runner.evaluate(minutes(range(0, 60), pool))
+    return runner.evaluate(minutes(range(60, 64), pool, p99_s=0.5))
+
+
+def test_a_silence_mutes_notifications_not_detection_and_survives_a_restart(tmp_path):
+    store = SQLiteStore(tmp_path / "a.sqlite3")
+    out = Recorder()
+    clock = [float(T)]
+    runner = AlertRunner(outputs=[out], store=store, clock=lambda: clock[0])
+    s = runner.silence({"pool": "gp*", "signal": "p99_s"}, T + 3600, "deploying", "ops")
+    notes = incident(runner)
+    assert [n["status"] for n in notes] == ["firing"] and notes[0]["silenced"]
+    assert out.notes == [] and out.firing[-1] == []
+    assert runner.alerts("firing")[0]["silenced"] is True
+    restarted = AlertRunner(store=store, clock=lambda: clock[0])
+    assert [x.id for x in restarted.silences()] == [s.id]
+    clock[0] = T + 7200  # the silence has expired: the still-firing alert is sent again
+    runner.evaluate(minutes(range(64, 65), p99_s=0.5))
+    assert [n["labels"]["pool"] for n in out.firing[-1]] == ["gpu"]
+    assert runner.silences() == [] and len(runner.silences(include_expired=True)) == 1
+    store.close()
+
+
+def test_acknowledged_until_resolved():
+    runner = AlertRunner(clock=lambda: T)
+    fingerprint = incident(runner)[0]["fingerprint"]
+    assert runner.acknowledge("nope", "ops") is None
+    acked = runner.acknowledge(fingerprint, "ops", "on it")
+    assert acked["acknowledged"] == {"by": "ops", "at": T, "comment": "on it"}
+    runner.evaluate(minutes(range(64, 75)))
+    assert runner.alerts("firing") == []
+    assert runner.engine.acks == {}
+
+
+@pytest.fixture
+def api(tmp_path):
+    store = SQLiteStore(tmp_path / "b.sqlite3")
+    alerts = AlertRunner(store=store)
+    runner = EmbeddedRunner(store)
+    app = create_app(Services(store=store, sink=runner, engine=runner.engine, alerts=alerts))
+    with TestClient(app) as client:
+        yield client, alerts
+    store.close()
+
+
+def test_silence_and_ack_over_the_api(api):
+    client, alerts = api
+    incident(alerts)
+    firing = client.get("/v1/alerts").json()
+    assert len(firing) == 1 and firing[0]["acknowledged"] is None
+    fp = firing[0]["fingerprint"]
+    acked = client.post(f"/v1/alerts/{fp}/ack", json={"comment": "looking"}).json()
+    assert acked["acknowledged"]["by"] == "local"
+    assert client.post("/v1/alerts/unknown/ack", json={}).status_code == 404
+    created = client.post("/v1/silences", json={"matchers": {"pool": "gpu"}, "duration": "2h",
+                                                 "comment": "maintenance"})
+    assert created.status_code == 201 and created.json()["active"]
+    sid = created.json()["id"]
+    assert client.get("/v1/alerts").json()[0]["silenced"] is True
+    assert [x["id"] for x in client.get("/v1/silences").json()] == [sid]
+    bad = client.post("/v1/silences", json={"matchers": {"pool": "gpu"}})
+    assert bad.status_code == 422
+    past = client.post("/v1/silences", json={"matchers": {"pool": "gpu"}, "ends_at": "1000"})
+    assert past.status_code == 400 and past.json()["param"] == "ends_at"
+    assert client.delete(f"/v1/silences/{sid}").json()["active"] is False
+    assert client.get("/v1/silences").json() == []
+    assert client.get("/v1/alerts").json()[0]["silenced"] is False
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    got: list[tuple[dict, bytes]] = []
+    fail_first = 0
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if _Receiver.fail_first:
+            _Receiver.fail_first -= 1
+            self.send_response(503)
+        else:
+            _Receiver.got.append((dict(self.headers), body))
+            self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver():
+    _Receiver.got, _Receiver.fail_first = [], 0
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Receiver
+    server.shutdown()
+
+
+def test_webhooks_are_signed_and_retried(receiver):
+    url, rec = receiver
+    rec.fail_first = 2  # the receiver is down for two attempts
+    hook = WebhookOutput(f"{url}/hook", "s3cret", clock=lambda: T)
+    hook.delivery.backoff_s = 0.01
+    runner = AlertRunner(outputs=[hook])
+    notes = incident(runner)
+    assert hook.delivery.drain()
+    assert hook.delivery.delivered == 1 and hook.delivery.failed == 0
+    headers, body = rec.got[0]
+    assert orjson.loads(body)["fingerprint"] == notes[0]["fingerprint"]
+    assert headers["X-Snakepit-Timestamp"] == str(T)
+    expected = signature("s3cret", str(T), body)
+    assert hmac.compare_digest(headers["X-Snakepit-Signature"], expected)
+    assert signature("other", str(T), body) != expected
+
+
+def test_alertmanager_payload_resends_firing_and_ends_resolved(receiver):
+    url, rec = receiver
+    am = AlertmanagerOutput(url, clock=lambda: T + 64 * 60)
+    runner = AlertRunner(outputs=[am])
+    incident(runner)
+    runner.evaluate(minutes(range(64, 66), p99_s=0.5))  # still firing: sent again each minute
+    runner.evaluate(minutes(range(66, 80)))  # recovers
+    assert am.delivery.drain()
+    posts = [orjson.loads(b) for _, b in rec.got]
+    assert all(p[0]["labels"]["alertname"] == "snakepit_p99_s_anomaly" for p in posts)
+    assert len([p for p in posts if p[0]["endsAt"] > p[0]["startsAt"]]) >= 3
+    last = posts[-1][0]
+    assert last["labels"]["pool"] == "gpu" and "recovery" in last["annotations"]
+    resolved_at = runner.alerts("resolved")[0]["at"]
+    assert last["endsAt"] == datetime.fromtimestamp(resolved_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
