@@ -22,8 +22,11 @@ $(UI): dashboard/package.json dashboard/package-lock.json
 run: $(STAMP) $(UI)
 	$(VENV)/bin/snakepit-perf run $(ARGS)
 
-# Debian's prometheus (a real Prometheus scrapes /metrics) and chromium (the dashboard tests).
-MISSING_DEBS := $(if $(shell command -v prometheus),,prometheus) $(if $(wildcard /usr/bin/chromium),,chromium)
+# Debian's prometheus (a real Prometheus scrapes /metrics), prometheus-alertmanager (receives our
+# alerts) and chromium (the dashboard tests).
+MISSING_DEBS := $(if $(shell command -v prometheus),,prometheus) \
+	$(if $(wildcard /usr/bin/prometheus-alertmanager),,prometheus-alertmanager) \
+	$(if $(wildcard /usr/bin/chromium),,chromium)
 
 test: $(STAMP) $(UI)
 ifneq ($(strip $(MISSING_DEBS)),)
