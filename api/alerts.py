@@ -4,6 +4,7 @@ alert; silencing alerts by label matchers until a time (Alertmanager's vocabular
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -13,6 +14,7 @@ from api.auth import Caller, caller
 from api.problems import Problem
 from api.query import QueryError, parse_duration, parse_time
 from api.services import Services, get_services
+from models.alerts import rule_from_dict
 from models.runner import AlertRunner
 
 router = APIRouter(tags=["alerts"])  # reads: viewer
@@ -28,6 +30,7 @@ def runner(services: Annotated[Services, Depends(get_services)]) -> AlertRunner:
 
 Runner = Annotated[AlertRunner, Depends(runner)]
 Operator = Annotated[Caller, Depends(caller("operator"))]
+Admin = Annotated[Caller, Depends(caller("admin"))]
 
 
 @router.get("/v1/alerts", summary="Alerts: firing now, resolved, or all notifications")
@@ -106,3 +109,29 @@ def expire_silence(silence_id: str, alerts: Runner, who: Operator) -> SilenceOut
     if s is None:
         raise Problem(404, "No such silence", f"no silence {silence_id!r}", param="silence_id")
     return _out(s, time.time())
+
+
+def _rules(alerts: AlertRunner) -> list[dict[str, Any]]:
+    engine = alerts.engine
+    return [{**asdict(r), "source": source} for source, rules in
+            (("default", engine.rules), ("override", engine.overrides)) for r in rules]
+
+
+@router.get("/v1/alerts/rules", summary="The alert rules: defaults and overrides per pool")
+def list_rules(alerts: Runner) -> list[dict[str, Any]]:
+    return _rules(alerts)
+
+
+@actions.put("/v1/alerts/rules", summary="Replace the rule overrides (admin)",
+             description="A list of rules, each at least a `signal`; `pool` ('' every pool, a "
+                         "name, or a prefix*) picks where it applies, the most specific rule "
+                         "winning; fields left out come from the default rule of the signal "
+                         "(`z`, `min_ratio`, `min_abs`, `for_minutes`, `resolve_minutes`, "
+                         "`severity`, `static_above` for an SLO threshold, ...).")
+def replace_rules(body: list[dict[str, Any]], alerts: Runner, who: Admin) -> list[dict[str, Any]]:
+    try:
+        overrides = tuple(rule_from_dict(d) for d in body)
+    except ValueError as exc:
+        raise Problem(400, "Invalid rule", str(exc), param="body") from exc
+    alerts.set_rules(overrides)
+    return _rules(alerts)

@@ -10,7 +10,7 @@ group per pool, an incident id shared by the alerts that fire together in one po
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
@@ -19,12 +19,17 @@ from models.detectors import RobustBaseline
 from models.signals import Signals
 from models.silences import Silence
 
+# Per-pool minute signals a rule can watch (models.signals, plus the derived memory growth).
+SIGNALS = ("rate", "errors", "error_ratio", "p50_s", "p99_s", "queue_wait_p99_s", "crashes",
+           "recycles", "queue_depth_max", "memory_bytes", "memory_growth_bytes")
+
 
 @dataclass(frozen=True)
 class Rule:
     signal: str
     summary: str
     remediation: str
+    pool: str = ""  # which pools: "" all, "gpu" one, "batch-*" a prefix; the most specific wins
     z: float = 6.0  # robust deviations from the learned baseline
     min_ratio: float = 1.5  # ... and at least this multiple of the baseline
     min_abs: float = 0.0  # ... and at least this far from it in absolute terms
@@ -61,6 +66,42 @@ DEFAULT_RULES = (
          min_abs=5e6, for_minutes=2, resolve_minutes=5),
 )
 
+def rule_from_dict(d: dict[str, Any]) -> Rule:
+    """A rule from configuration or the API; what it leaves out comes from the default rule of
+    its signal (so ``{"signal": "p99_s", "pool": "gpu", "static_above": 2.0}`` is enough)."""
+    known = {f.name for f in fields(Rule)}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown rule field(s) {unknown}; known: {sorted(known)}")
+    signal = d.get("signal")
+    if signal not in SIGNALS:
+        raise ValueError(f"rule signal {signal!r} is not one of {', '.join(SIGNALS)}")
+    base = next((r for r in DEFAULT_RULES if r.signal == signal), None)
+    merged = {**(asdict(base) if base else {"summary": f"{signal} is out of bounds",
+                                             "remediation": "see the related signals"}), **d}
+    if merged.get("min_evidence") is not None:
+        merged["min_evidence"] = tuple(merged["min_evidence"])
+    try:
+        rule = Rule(**merged)
+        for name in ("z", "min_ratio", "min_abs"):
+            float(getattr(rule, name))
+        if int(rule.for_minutes) < 1 or int(rule.resolve_minutes) < 1:
+            raise ValueError("for_minutes and resolve_minutes must be at least 1")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"rule for {signal}: {exc}") from exc
+    return rule
+
+
+def rule_matches(rule: Rule, pool: str) -> int:
+    """How specifically ``rule`` names ``pool``: -1 not at all, 0 every pool, 1+ a prefix
+    (longer is more specific), 1000 the pool itself."""
+    if not rule.pool:
+        return 0
+    if rule.pool.endswith("*"):
+        return len(rule.pool) if pool.startswith(rule.pool[:-1]) else -1
+    return 1000 if rule.pool == pool else -1
+
+
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
 # inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
 INHIBITS = {"queue_depth_max": ("p99_s",)}
@@ -89,6 +130,7 @@ class AlertState:
 @dataclass
 class AlertEngine:
     rules: tuple[Rule, ...] = DEFAULT_RULES
+    overrides: tuple[Rule, ...] = ()  # from the configuration or the API; win over ``rules``
     states: dict[tuple[str, str], AlertState] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     _incidents: dict[str, str] = field(default_factory=dict)  # pool -> open incident id
@@ -106,16 +148,31 @@ class AlertEngine:
                 if previous is not None:
                     signals = {**signals,
                                "memory_growth_bytes": signals["memory_bytes"] - previous}
-            for rule in self.rules:  # in order: a queue alert inhibits latency in the same minute
-                x = signals.get(rule.signal)
-                if x is None:
+            for signal in self.signals():  # in order: queueing inhibits latency that minute
+                x = signals.get(signal)
+                rule = self.rule_for(pool, signal)
+                if x is None or rule is None:
                     continue
-                st = self.states.get((pool, rule.signal))
+                st = self.states.get((pool, signal))
                 if st is None:
-                    st = self.states[(pool, rule.signal)] = AlertState(rule, pool,
-                                                                       RobustBaseline())
+                    st = self.states[(pool, signal)] = AlertState(rule, pool, RobustBaseline())
+                st.rule = rule  # a changed rule applies from the next minute, baseline kept
                 self._step(st, minute, x, signals, out)
         return out
+
+    def signals(self) -> list[str]:
+        """The signals any rule watches, defaults' order first."""
+        return list(dict.fromkeys(r.signal for r in (*self.rules, *self.overrides)))
+
+    def rule_for(self, pool: str, signal: str) -> Rule | None:
+        """The most specific rule for a pool's signal; an override beats a default of equal
+        specificity, a later override an earlier one."""
+        best, best_score = None, -1
+        for rule in (*self.rules, *self.overrides):
+            score = rule_matches(rule, pool) if rule.signal == signal else -1
+            if score >= best_score and score >= 0:
+                best, best_score = rule, score
+        return best
 
     def _step(self, st: AlertState, minute: int, x: float, signals: Signals,
               out: list[dict[str, Any]]) -> None:
@@ -168,13 +225,17 @@ class AlertEngine:
         return orjson.dumps({"states": states, "incidents": self._incidents,
                              "memory": self._memory, "history": self.history[-500:],
                              "silences": [x.to_dict() for x in self.silences],
-                             "acks": self.acks})
+                             "acks": self.acks,
+                             "overrides": [asdict(r) for r in self.overrides]})
 
-    def restore(self, data: bytes) -> None:
+    def restore(self, data: bytes, keep_overrides: bool = False) -> None:
+        """Load a snapshot; its rule overrides too unless ``keep_overrides`` (the configured
+        ones then win)."""
         obj = orjson.loads(data)
-        rules = {r.signal: r for r in self.rules}
+        if not keep_overrides:
+            self.overrides = tuple(Rule(**r) for r in obj.get("overrides", ()))
         for item in obj["states"]:
-            rule = rules.get(item["signal"])
+            rule = self.rule_for(item["pool"], item["signal"])
             if rule is None:
                 continue  # a rule that was removed from the configuration
             st = AlertState(rule, item["pool"], RobustBaseline(), item["status"], item["bad"],

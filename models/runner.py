@@ -8,7 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
-from models.alerts import AlertEngine
+from models.alerts import AlertEngine, Rule
 from models.outputs import Note, Output
 from models.signals import Signals, minute_signals
 from models.silences import Silence, note_labels
@@ -21,7 +21,9 @@ class AlertRunner:
 
     def __init__(self, engine: AlertEngine | None = None, outputs: Sequence[Output] = (),
                  store: RollupStore | None = None, checkpoint: str = "alerts",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, keep_overrides: bool = False) -> None:
+        """With a ``store``, resumes from its checkpoint; rule overrides set over the API come
+        back too unless ``keep_overrides`` (a configured rules file then wins)."""
         self.engine = engine or AlertEngine()
         self.outputs = list(outputs)
         self._lock = threading.Lock()
@@ -31,7 +33,7 @@ class AlertRunner:
         if store is not None:
             cp = store.load_checkpoint(checkpoint)
             if cp is not None:
-                self.engine.restore(cp.state)
+                self.engine.restore(cp.state, keep_overrides=keep_overrides)
 
     def consume(self, rollups: list[Rollup]) -> list[Note]:
         """Evaluate closed 1-minute rollups (the engine's ``on_minutes`` hook)."""
@@ -104,6 +106,12 @@ class AlertRunner:
                     self._save()
                     return s
         return None
+
+    def set_rules(self, overrides: tuple[Rule, ...]) -> None:
+        """Replace the rule overrides (kept in the checkpoint, so they outlive a restart)."""
+        with self._lock:
+            self.engine.overrides = overrides
+            self._save()
 
     def _firing(self) -> list[Note]:
         firing = {st.fingerprint for st in self.engine.states.values() if st.status == "firing"}

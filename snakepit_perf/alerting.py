@@ -1,9 +1,29 @@
-"""The alert outputs the configuration asks for (shared by `run` and `worker`)."""
+"""Alerting as the configuration asks: outputs and rule overrides (shared by `run`, `worker`)."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
+
+from models.alerts import AlertEngine, Rule, rule_from_dict
 from models.outputs import AlertmanagerOutput, Output, WebhookOutput
 from snakepit_perf.config import ConfigError, Settings
+
+
+def alert_engine(settings: Settings) -> AlertEngine:
+    return AlertEngine(overrides=load_rules(settings.alerts.rules_file))
+
+
+def load_rules(path: str) -> tuple[Rule, ...]:
+    """``[[rule]]`` tables, e.g. ``signal = "p99_s"``, ``pool = "gpu"``, ``static_above = 2.0``,
+    ``for_minutes = 3``; anything left out comes from the default rule of that signal."""
+    if not path:
+        return ()
+    try:
+        tables = tomllib.loads(Path(path).read_text()).get("rule", [])
+        return tuple(rule_from_dict(t) for t in tables)
+    except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ConfigError(f"alerts.rules_file {path}: {exc}") from exc
 
 
 def alert_outputs(settings: Settings) -> list[Output]:

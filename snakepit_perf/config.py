@@ -53,6 +53,8 @@ class AlertSettings:
     # Webhooks that receive each notification, signed with HMAC-SHA256 of webhook_secret.
     webhook_urls: list[str] = field(default_factory=list)
     webhook_secret: str = ""
+    # A TOML file of [[rule]] tables overriding the default alert rules per signal and pool.
+    rules_file: str = ""
 
 
 @dataclass

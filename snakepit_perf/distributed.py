@@ -14,7 +14,7 @@ from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner
 from schemas.events import Event
 from sdk.producer import EventProducer
-from snakepit_perf.alerting import alert_outputs
+from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
@@ -42,7 +42,7 @@ def build_worker(settings: Settings) -> KafkaWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
     outputs = [KafkaAlertPublisher(k.bootstrap, k.alerts_topic), *alert_outputs(settings)]
-    alerts = AlertRunner(outputs=outputs)
+    alerts = AlertRunner(alert_engine(settings), outputs)
     return KafkaWorker(cassandra_store(settings), k.bootstrap, k.events_topic, k.consumer_group,
                        k.dlq_topic, on_minutes=alerts.consume)
 

@@ -12,7 +12,7 @@ from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
 from simulator.background import BackgroundSimulation
-from snakepit_perf.alerting import alert_outputs
+from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
@@ -27,7 +27,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
     archive = settings.data_dir / "archive"
     # Resumes learned baselines, firing alerts and silences from the store.
-    alerts = AlertRunner(store=store, outputs=alert_outputs(settings))
+    alerts = AlertRunner(alert_engine(settings), alert_outputs(settings), store=store,
+                         keep_overrides=bool(settings.alerts.rules_file))
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)

@@ -167,3 +167,49 @@ def test_alertmanager_payload_resends_firing_and_ends_resolved(receiver):
     assert last["labels"]["pool"] == "gpu" and "recovery" in last["annotations"]
     resolved_at = runner.alerts("resolved")[0]["at"]
     assert last["endsAt"] == datetime.fromtimestamp(resolved_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_pool_specific_rule_wins_and_a_static_threshold_fires_without_a_baseline(tmp_path):
+    from models.alerts import AlertEngine, rule_from_dict
+
+    slo = rule_from_dict({"signal": "p99_s", "pool": "gpu", "static_above": 0.05,
+                          "for_minutes": 3, "severity": "critical"})
+    engine = AlertEngine(overrides=(slo, rule_from_dict({"signal": "p99_s", "pool": "g*"})))
+    assert engine.rule_for("gpu", "p99_s") is slo, "an exact pool beats a prefix"
+    assert engine.rule_for("gx", "p99_s").pool == "g*"
+    assert engine.rule_for("cpu", "p99_s").pool == ""
+    runner = AlertRunner(engine)
+    notes = runner.evaluate(minutes(range(0, 5)))  # cold: no baseline yet, but above the SLO
+    assert [(n["status"], n["severity"], n["at"]) for n in notes] == [
+        ("firing", "critical", T + 3 * 60)]
+    assert runner.evaluate(minutes(range(0, 5), pool="cpu")) == []
+
+
+def test_rules_from_a_file_and_their_errors(tmp_path):
+    from snakepit_perf.alerting import load_rules
+    from snakepit_perf.config import ConfigError
+
+    path = tmp_path / "rules.toml"
+    path.write_text('[[rule]]\nsignal = "error_ratio"\npool = "batch"\nmin_abs = 0.2\n')
+    (rule,) = load_rules(str(path))
+    assert rule.pool == "batch" and rule.min_abs == 0.2 and rule.severity == "critical"
+    path.write_text('[[rule]]\nsignal = "p99"\n')
+    with pytest.raises(ConfigError, match="is not one of"):
+        load_rules(str(path))
+    path.write_text('[[rule]]\nsignal = "p99_s"\nthreshold = 1\n')
+    with pytest.raises(ConfigError, match="unknown rule field"):
+        load_rules(str(path))
+
+
+def test_rules_over_the_api_outlive_a_restart(api, tmp_path):
+    client, alerts = api
+    before = client.get("/v1/alerts/rules").json()
+    assert {r["source"] for r in before} == {"default"}
+    put = client.put("/v1/alerts/rules", json=[{"signal": "p99_s", "pool": "gpu",
+                                                "static_above": 0.05}])
+    assert put.status_code == 200
+    assert [r for r in put.json() if r["source"] == "override"][0]["static_above"] == 0.05
+    bad = client.put("/v1/alerts/rules", json=[{"signal": "nope"}])
+    assert bad.status_code == 400 and "nope" in bad.json()["detail"]
+    restarted = AlertRunner(store=alerts.store)
+    assert [r.pool for r in restarted.engine.overrides] == ["gpu"]
