@@ -102,6 +102,9 @@ def rule_matches(rule: Rule, pool: str) -> int:
     return 1000 if rule.pool == pool else -1
 
 
+# After a deploy, a shifted level becomes the new normal after this many minutes (else 45).
+ADAPT_AFTER_DEPLOY = 10
+
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
 # inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
 INHIBITS = {"queue_depth_max": ("p99_s",)}
@@ -120,6 +123,7 @@ class AlertState:
     expected: float | None = None
     affected_requests: float = 0.0
     incident: str | None = None
+    deploy: str | None = None  # the title of a deploy to this pool within the hour
 
     @property
     def fingerprint(self) -> str:
@@ -138,10 +142,17 @@ class AlertEngine:
     silences: list[Silence] = field(default_factory=list)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # fingerprint -> who, when
 
-    def observe(self, minute: int, by_pool: dict[str, Signals]) -> list[dict[str, Any]]:
-        """Score one closed minute of every pool; returns the notifications to send."""
+    def observe(self, minute: int, by_pool: dict[str, Signals],
+                deploys: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Score one closed minute of every pool; returns the notifications to send.
+
+        ``deploys`` names the pools deployed to within the last hour (``""``: all pools) and
+        the deploy's title: there a shift in level is one alert, re-baselined after
+        ``ADAPT_AFTER_DEPLOY`` minutes, not an alert that lasts until the long adaptation."""
         out: list[dict[str, Any]] = []
+        deploys = deploys or {}
         for pool, signals in sorted(by_pool.items()):
+            deploy = deploys.get(pool, deploys.get(""))
             if "memory_bytes" in signals:  # a leak shows as growth long before as a level
                 previous = self._memory.get(pool)
                 self._memory[pool] = signals["memory_bytes"]
@@ -157,7 +168,7 @@ class AlertEngine:
                 if st is None:
                     st = self.states[(pool, signal)] = AlertState(rule, pool, RobustBaseline())
                 st.rule = rule  # a changed rule applies from the next minute, baseline kept
-                self._step(st, minute, x, signals, out)
+                self._step(st, minute, x, signals, out, deploy)
         return out
 
     def signals(self) -> list[str]:
@@ -175,7 +186,7 @@ class AlertEngine:
         return best
 
     def _step(self, st: AlertState, minute: int, x: float, signals: Signals,
-              out: list[dict[str, Any]]) -> None:
+              out: list[dict[str, Any]], deploy: str | None = None) -> None:
         rule, det = st.rule, st.detector
         z = det.score_one(x)
         expected = det.expected()
@@ -185,7 +196,8 @@ class AlertEngine:
         if breach and rule.min_evidence is not None:
             name, least = rule.min_evidence
             breach = signals.get(name, 0) >= least
-        det.learn_one(x, anomalous=breach)
+        det.learn_one(x, anomalous=breach, adapt_after=ADAPT_AFTER_DEPLOY if deploy else None)
+        st.deploy = deploy
         if breach:
             st.bad += 1
             st.good = 0
@@ -275,7 +287,8 @@ class AlertEngine:
             "starts_at": st.started, "at": minute + 60,
             "summary": f"{st.rule.summary} in pool {st.pool}",
             "context": {"observed": x if status == "firing" else st.peak,
-                        "expected": st.expected, "window_s": 60, "related": related},
+                        "expected": st.expected, "window_s": 60, "related": related,
+                        "after_deploy": st.deploy},
             "impact": {"affected_requests": round(st.affected_requests),
                        "duration_s": duration},
             "remediation": st.rule.remediation,

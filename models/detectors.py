@@ -49,11 +49,12 @@ class RobustBaseline:
         scale = max(1.4826 * mad, self.relative_floor * abs(median), self.absolute_floor)
         return (x - median) / scale
 
-    def learn_one(self, x: float, anomalous: bool = False) -> None:
+    def learn_one(self, x: float, anomalous: bool = False, adapt_after: int | None = None) -> None:
         """Learn normal minutes; an anomaly is learned only once it has lasted long enough to be
-        the new normal (a level shift after a deploy), so incidents do not poison the baseline."""
+        the new normal (``adapt_after`` minutes, fewer right after a deploy), so incidents do
+        not poison the baseline and a level shift does not alert forever."""
         self.anomalous_run = self.anomalous_run + 1 if anomalous else 0
-        if not anomalous or self.anomalous_run >= self.adapt_after:
+        if not anomalous or self.anomalous_run >= (adapt_after or self.adapt_after):
             self.values.append(x)
 
     def state(self) -> dict:

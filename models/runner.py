@@ -48,7 +48,7 @@ class AlertRunner:
         notes: list[Note] = []
         with self._lock:
             for minute, by_pool in minutes:
-                notes += self.engine.observe(minute, by_pool)
+                notes += self.engine.observe(minute, by_pool, self._deploys(minute))
             now = self.clock()
             for note in notes:
                 note["silenced"] = self._silenced(note, now)
@@ -112,6 +112,13 @@ class AlertRunner:
         with self._lock:
             self.engine.overrides = overrides
             self._save()
+
+    def _deploys(self, minute: int) -> dict[str, str]:
+        """Pools with a deploy or config change annotated in the hour up to ``minute``."""
+        if self.store is None:
+            return {}
+        return {a.pool: a.title for a in self.store.annotations(minute - 3600, minute + 60)
+                if a.kind in ("deploy", "config_change")}
 
     def _firing(self) -> list[Note]:
         firing = {st.fingerprint for st in self.engine.states.values() if st.status == "firing"}

@@ -213,3 +213,24 @@ def test_rules_over_the_api_outlive_a_restart(api, tmp_path):
     assert bad.status_code == 400 and "nope" in bad.json()["detail"]
     restarted = AlertRunner(store=alerts.store)
     assert [r.pool for r in restarted.engine.overrides] == ["gpu"]
+
+
+def test_a_deploy_that_shifts_the_level_is_one_alert_that_rebaselines_sooner(tmp_path):
+    from store.base import AnnotationRecord
+
+    def shift(store) -> list[dict]:
+        runner = AlertRunner(store=store, clock=lambda: T)
+        runner.evaluate(minutes(range(0, 60)))
+        return runner.evaluate(minutes(range(60, 180), p99_s=0.3))  # the new normal
+
+    plain = shift(SQLiteStore(tmp_path / "plain.sqlite3"))
+    deployed_store = SQLiteStore(tmp_path / "deploy.sqlite3")
+    deployed_store.add_annotations([AnnotationRecord(T + 59 * 60, "deploy", "v2.1", pool="gpu")])
+    deployed = shift(deployed_store)
+    for notes in (plain, deployed):
+        assert [n["status"] for n in notes] == ["firing", "resolved"], "one alert, no storm"
+    duration = {name: notes[1]["at"] - notes[0]["at"]
+                for name, notes in (("plain", plain), ("deployed", deployed))}
+    assert duration["deployed"] <= 30 * 60 < duration["plain"]
+    assert deployed[0]["context"]["after_deploy"] == "v2.1"
+    assert plain[0]["context"]["after_deploy"] is None
