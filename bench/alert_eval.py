@@ -1,7 +1,8 @@
 """Evaluate the detectors on the load generator's labelled incidents, each on top of normal
 load with the daily shape: detection delay, caught or not, alert groups per incident, recovery
 notifications, and false alerts per simulated normal day. Compares the robust baseline the
-alert engine uses with River's HalfSpaceTrees on the same signals.
+alert engine uses with River's HalfSpaceTrees (all of a pool's signals at once) and, per
+signal, with River's PredictiveAnomalyDetection around a SNARIMAX forecaster.
 
     .venv/bin/python -m bench.alert_eval
 """
@@ -12,7 +13,7 @@ import time
 from collections import defaultdict
 
 from models.alerts import AlertEngine
-from models.detectors import RiverHalfSpaceTrees
+from models.detectors import RiverHalfSpaceTrees, RiverPredictive
 from models.signals import minute_signals
 from simulator.model import INCIDENT_KINDS, Incident, Simulation
 from streams.engine import Engine
@@ -20,6 +21,11 @@ from tests.support import T0
 
 RATE = 10.0
 INCIDENT_POOL = {"crash_loop": "gpu", "queue_saturation": "batch"}
+# The signal each incident kind should move (for the per-signal comparison).
+INCIDENT_SIGNAL = {"latency_regression": "p99_s", "error_burst": "error_ratio",
+                   "crash_loop": "crashes", "memory_leak": "memory_growth_bytes",
+                   "queue_saturation": "queue_depth_max"}
+PAD_SIGNALS = tuple(INCIDENT_SIGNAL.values())
 
 
 def run(seconds: int, incidents: list[Incident], seed: int,
@@ -31,7 +37,10 @@ def run(seconds: int, incidents: list[Incident], seed: int,
     alerts = AlertEngine()
     hst: dict[str, RiverHalfSpaceTrees] = defaultdict(RiverHalfSpaceTrees)
     hst_scores: dict[tuple[int, str], float] = {}
+    pad: dict[tuple[str, str], RiverPredictive] = defaultdict(RiverPredictive)
+    memory: dict[str, float] = {}
     notes: list = []
+    pad_scores: dict[tuple[int, str, str], float] = {}
     pending: dict[int, list] = defaultdict(list)
     batch: list = []
 
@@ -51,6 +60,15 @@ def run(seconds: int, incidents: list[Incident], seed: int,
                 features = {k: v for k, v in s.items() if k != "memory_bytes"}
                 hst_scores[(minute, pool)] = hst[pool].score_one(features)
                 hst[pool].learn_one(features)
+                if "memory_bytes" in s:
+                    if pool in memory:
+                        features["memory_growth_bytes"] = s["memory_bytes"] - memory[pool]
+                    memory[pool] = s["memory_bytes"]
+                for signal in PAD_SIGNALS:
+                    if signal in features:
+                        d = pad[(pool, signal)]
+                        pad_scores[(minute, pool, signal)] = d.score_one(features[signal])
+                        d.learn_one(features[signal])
 
     def process(events: list, flush: bool = False) -> list:
         t = time.process_time()
@@ -64,13 +82,25 @@ def run(seconds: int, incidents: list[Incident], seed: int,
             consume(process(batch))
             batch = []
     consume(process(batch, flush=True))
-    return notes, hst_scores
+    return notes, hst_scores, pad_scores
+
+
+def flagged_runs(scores: dict, pool: str, signal: str, at_least: int = 2) -> list[int]:
+    """Minute ends at which PAD flagged ``at_least`` minutes in a row (its "alerts")."""
+    run, starts = 0, []
+    for (minute, p, s), score in sorted(scores.items()):
+        if p != pool or s != signal:
+            continue
+        run = run + 1 if score >= 1.0 else 0
+        if run == at_least:
+            starts.append(minute + 60)
+    return starts
 
 
 def main() -> None:
     t0 = time.perf_counter()
     cost: dict[str, float] = {}
-    day_notes, day_hst = run(86_400, [], seed=100, cost=cost)
+    day_notes, day_hst, day_pad = run(86_400, [], seed=100, cost=cost)
     firing = [n for n in day_notes if n["status"] == "firing"]
     hst_false = sum(1 for s in day_hst.values() if s > 0.9)
     print(f"\n## normal day ({RATE:.0f} req/s with the daily shape, 3 pools)\n"
@@ -84,10 +114,16 @@ def main() -> None:
     print("\n## incidents (start 6 h into the day, 30 min long)\n"
           "  kind                 pool     caught  delay   groups  recovery  HST delay")
     start = T0 + 6 * 3600
+    pad_delay: dict[str, float | None] = {}
+    base_delay: dict[str, float | None] = {}
     for i, kind in enumerate(INCIDENT_KINDS):
         pool = INCIDENT_POOL.get(kind, "default")
         incident = Incident(kind, pool, start, start + 1800)
-        notes, hst = run(8 * 3600, [incident], seed=200 + i)
+        notes, hst, pad = run(8 * 3600, [incident], seed=200 + i)
+        signal = INCIDENT_SIGNAL[kind]
+        pad_hits = [m for m in flagged_runs(pad, pool, signal) if m >= incident.start]
+        pad_delay[kind] = (pad_hits[0] - incident.start) if pad_hits else None
+        base_delay[kind] = None
         mine = [n for n in notes if n["labels"]["pool"] == pool]
         fired = [n for n in mine if n["status"] == "firing" and n["at"] >= incident.start]
         delay = (min(n["at"] for n in fired) - incident.start) if fired else None
@@ -97,8 +133,20 @@ def main() -> None:
                           if p == pool and s > 0.9 and m + 60 >= incident.start)
         hst_delay = hst_hits[0] - incident.start if hst_hits else None
         caught = delay is not None and delay <= 180
+        base_delay[kind] = delay
         print(f"  {kind:<20} {pool:<8} {'yes' if caught else 'NO':<7} "
               f"{_s(delay):<7} {len(groups):<7} {'yes' if recovered else 'no':<9} {_s(hst_delay)}")
+    print("\n## per signal: robust baseline (the alert engine) vs River PredictiveAnomalyDetection"
+          " (SNARIMAX, flagged 2 minutes in a row)\n"
+          "  signal               baseline: false/day  delay   PAD: false/day  delay   kept")
+    for kind, signal in INCIDENT_SIGNAL.items():
+        base_false = sum(1 for n in day_notes if n["status"] == "firing"
+                         and n["labels"]["signal"] == signal)
+        pad_false = sum(len(flagged_runs(day_pad, p, signal)) for p in ("default", "gpu", "batch"))
+        better_pad = pad_delay[kind] is not None and pad_false <= base_false and (
+            base_delay[kind] is None or pad_delay[kind] < base_delay[kind])
+        print(f"  {signal:<20} {base_false:<20} {_s(base_delay[kind]):<7} {pad_false:<15} "
+              f"{_s(pad_delay[kind]):<7} {'PAD' if better_pad else 'baseline'}")
     print(f"\n  (evaluated in {time.perf_counter() - t0:.0f} s)")
 
 

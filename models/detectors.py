@@ -6,6 +6,8 @@ load generator's labelled incidents by ``bench/alert_eval.py``.
   shift has lasted ``adapt_after`` minutes instead of alerting forever.
 - :class:`RiverHalfSpaceTrees`: River's HalfSpaceTrees on min-max-scaled signals of a pool, one
   score for the whole pool.
+- :class:`RiverPredictive`: River's PredictiveAnomalyDetection around a SNARIMAX forecaster,
+  one signal (score 1.0 = the forecast error is past the dynamic threshold).
 
 >>> d = RobustBaseline(min_samples=5)
 >>> for x in [10, 11, 10, 12, 11, 10, 11]:
@@ -19,7 +21,7 @@ from __future__ import annotations
 import statistics
 from collections import deque
 
-from river import anomaly, compose, preprocessing
+from river import anomaly, compose, linear_model, optim, preprocessing, time_series
 
 
 class RobustBaseline:
@@ -81,3 +83,22 @@ class RiverHalfSpaceTrees:
     def learn_one(self, x: dict[str, float]) -> None:
         self.model.learn_one(x)
         self.seen += 1
+
+
+class RiverPredictive:
+    """River's PredictiveAnomalyDetection: forecast the next minute with SNARIMAX, score the
+    squared error against a running mean + ``n_std`` standard deviations of past errors."""
+
+    def __init__(self, n_std: float = 4.0, warmup: int = 30) -> None:
+        forecaster = time_series.SNARIMAX(
+            p=3, d=0, q=1,
+            regressor=preprocessing.StandardScaler() | linear_model.LinearRegression(
+                optimizer=optim.SGD(0.01)))
+        self.model = anomaly.PredictiveAnomalyDetection(forecaster, horizon=1, n_std=n_std,
+                                                        warmup_period=warmup)
+
+    def score_one(self, x: float) -> float:
+        return self.model.score_one(None, float(x))
+
+    def learn_one(self, x: float) -> None:
+        self.model.learn_one(None, float(x))

@@ -8,6 +8,8 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 
+import orjson
+
 from models.alerts import AlertEngine, Rule
 from models.outputs import Note, Output
 from models.signals import Signals, minute_signals
@@ -21,15 +23,21 @@ class AlertRunner:
 
     def __init__(self, engine: AlertEngine | None = None, outputs: Sequence[Output] = (),
                  store: RollupStore | None = None, checkpoint: str = "alerts",
-                 clock: Callable[[], float] = time.time, keep_overrides: bool = False) -> None:
+                 clock: Callable[[], float] = time.time, keep_overrides: bool = False,
+                 shared: bool = False) -> None:
         """With a ``store``, resumes from its checkpoint; rule overrides set over the API come
-        back too unless ``keep_overrides`` (a configured rules file then wins)."""
+        back too unless ``keep_overrides`` (a configured rules file then wins).
+
+        ``shared``: several workers, each scoring the pools of its partitions, keep one
+        checkpoint; each rewrites only its own pools' part of it (see :meth:`_save`)."""
         self.engine = engine or AlertEngine()
         self.outputs = list(outputs)
         self._lock = threading.Lock()
         self.store = store
         self.checkpoint = checkpoint
         self.clock = clock
+        self.shared = shared
+        self.pools: set[str] = set()  # pools this runner has scored
         if store is not None:
             cp = store.load_checkpoint(checkpoint)
             if cp is not None:
@@ -49,12 +57,15 @@ class AlertRunner:
         with self._lock:
             for minute, by_pool in minutes:
                 notes += self.engine.observe(minute, by_pool, self._deploys(minute))
+                self.pools.update(by_pool)
             now = self.clock()
             for note in notes:
                 note["silenced"] = self._silenced(note, now)
             if minutes:
                 self._save()
-            firing = [n for n in self._firing() if not self._silenced(n, now)]
+            # Only this runner's pools: another worker owns (and resolves) the others.
+            firing = [n for n in self._firing() if not self._silenced(n, now)
+                      and n["labels"]["pool"] in self.pools]
         loud = [n for n in notes if not n["silenced"]]
         for output in self.outputs:
             output.send(loud, firing)
@@ -133,5 +144,28 @@ class AlertRunner:
         return any(s.active(now) and s.matches(labels) for s in self.engine.silences)
 
     def _save(self) -> None:
-        if self.store is not None:
-            self.store.write([], checkpoint=(self.checkpoint, Checkpoint(self.engine.snapshot())))
+        if self.store is None:
+            return
+        state = self.engine.snapshot()
+        if self.shared:
+            cp = self.store.load_checkpoint(self.checkpoint)
+            if cp is not None:
+                state = merge_snapshots(cp.state, state, self.pools)
+        self.store.write([], checkpoint=(self.checkpoint, Checkpoint(state)))
+
+
+def merge_snapshots(stored: bytes, mine: bytes, pools: set[str]) -> bytes:
+    """``stored`` with ``pools``' alert states, incidents and history replaced by ``mine``.
+
+    Two workers saving at once may lose one of the two updates; the loser rewrites its pools a
+    minute later, so a restart finds each pool's state at most a minute old."""
+    old, new = orjson.loads(stored), orjson.loads(mine)
+    new["states"] = [x for x in old["states"] if x["pool"] not in pools] + \
+        [x for x in new["states"] if x["pool"] in pools]
+    for key in ("incidents", "memory"):
+        new[key] = {**{p: v for p, v in old[key].items() if p not in pools},
+                    **{p: v for p, v in new[key].items() if p in pools}}
+    history = [n for n in old["history"] if n["labels"]["pool"] not in pools] + \
+        [n for n in new["history"] if n["labels"]["pool"] in pools]
+    new["history"] = sorted(history, key=lambda n: n["at"])[-500:]
+    return orjson.dumps(new)

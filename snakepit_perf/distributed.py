@@ -41,10 +41,15 @@ def cassandra_store(settings: Settings) -> CassandraStore:
 def build_worker(settings: Settings) -> KafkaWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
+    store = cassandra_store(settings)
     outputs = [KafkaAlertPublisher(k.bootstrap, k.alerts_topic), *alert_outputs(settings)]
-    alerts = AlertRunner(alert_engine(settings), outputs)
-    return KafkaWorker(cassandra_store(settings), k.bootstrap, k.events_topic, k.consumer_group,
-                       k.dlq_topic, on_minutes=alerts.consume)
+    # One checkpoint for the group: a restarted or rebalanced worker resumes its pools' learned
+    # baselines and firing alerts instead of relearning and paging again.
+    alerts = AlertRunner(alert_engine(settings), outputs, store=store,
+                         checkpoint=f"alerts:{k.consumer_group}", shared=True,
+                         keep_overrides=bool(settings.alerts.rules_file))
+    return KafkaWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
+                       on_minutes=alerts.consume)
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:

@@ -1,5 +1,5 @@
 """Alerts arrive on the real `snakepit.alerts` topic: a consumer subscribes as a user would and
-sees the incident fire and resolve for the right pool."""
+sees the incident fire and resolve for the right pool, across a restart of the worker."""
 
 from __future__ import annotations
 
@@ -26,34 +26,52 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
     kh.create_topic(kafka_bootstrap, alerts_topic, partitions=1)
     start = T0 + 10 * 3600
     incident = Incident("error_burst", "default", start + 5400, start + 6600)
-    kh.produce(kafka_bootstrap, topic,
-               list(Simulation(10, start, 7800, seed=3, incidents=[incident]).events()))
+    events = list(Simulation(10, start, 7800, seed=3, incidents=[incident]).events())
+    middle = incident.start + 600
+    kh.produce(kafka_bootstrap, topic, [e for e in events if e.time < middle])
     subscriber = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{unique_name}-u",
                            "auto.offset.reset": "earliest"})
     subscriber.subscribe([alerts_topic])
 
     store = cassandra_stores(unique_name)
-    alerts = AlertRunner(outputs=[KafkaAlertPublisher(kafka_bootstrap, alerts_topic)])
-    worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
-                         dlq_topic=f"{topic}.dlq", on_minutes=alerts.consume)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
-    thread.start()
     got: list[dict] = []
-    try:
-        def resolved() -> bool:
-            got.extend(orjson.loads(m.value()) for m in subscriber.consume(50, 0.5)
-                       if m.error() is None)
-            return any(n["status"] == "resolved" for n in got)
 
-        kh.wait_for(resolved, 120, "a resolved alert on the topic")
+    def run_worker(until, what: str) -> None:
+        """A worker with its alert runner, as `snakepit-perf worker` wires them, until ``until``."""
+        alerts = AlertRunner(outputs=[KafkaAlertPublisher(kafka_bootstrap, alerts_topic)],
+                             store=store, checkpoint=f"alerts:{unique_name}", shared=True)
+        worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
+                             dlq_topic=f"{topic}.dlq", on_minutes=alerts.consume)
+        stop = threading.Event()
+        thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
+        thread.start()
+        try:
+            def seen() -> bool:
+                got.extend(orjson.loads(m.value()) for m in subscriber.consume(50, 0.5)
+                           if m.error() is None)
+                return until()
+
+            kh.wait_for(seen, 120, what)
+        finally:
+            stop.set()
+            thread.join(60)
+
+    try:
+        run_worker(lambda: any(n["status"] == "firing" for n in got), "a firing alert")
+        before_restart = len(got)
+        # The worker stops mid-incident; its successor resumes the alert state.
+        kh.produce(kafka_bootstrap, topic, [e for e in events if e.time >= middle])
+        run_worker(lambda: any(n["status"] == "resolved" for n in got), "a resolved alert")
     finally:
-        stop.set()
-        thread.join(60)
         subscriber.close()
     firing = [n for n in got if n["status"] == "firing"]
     assert firing and {n["labels"]["pool"] for n in firing} == {"default"}
     assert min(n["at"] for n in firing) - incident.start <= 180
     assert all(n["group"] == "pool=default" and n["incident_id"] for n in got)
-    assert {n["fingerprint"] for n in got if n["status"] == "resolved"} <= \
-        {n["fingerprint"] for n in firing}
+    resolved = [n for n in got if n["status"] == "resolved"]
+    assert {n["fingerprint"] for n in resolved} <= {n["fingerprint"] for n in firing}
+    after = got[before_restart:]
+    assert not any(n["status"] == "firing" and n["fingerprint"] in
+                   {f["fingerprint"] for f in got[:before_restart]} for n in after), \
+        "the restarted worker does not page again for an alert already firing"
+    assert {n["incident_id"] for n in resolved} <= {n["incident_id"] for n in firing}

@@ -234,3 +234,25 @@ def test_a_deploy_that_shifts_the_level_is_one_alert_that_rebaselines_sooner(tmp
     assert duration["deployed"] <= 30 * 60 < duration["plain"]
     assert deployed[0]["context"]["after_deploy"] == "v2.1"
     assert plain[0]["context"]["after_deploy"] is None
+
+
+def test_workers_share_one_checkpoint_each_keeping_its_own_pools(tmp_path):
+    store = SQLiteStore(tmp_path / "w.sqlite3")
+    out_a, out_b = Recorder(), Recorder()
+    a = AlertRunner(outputs=[out_a], store=store, checkpoint="alerts:g", shared=True)
+    b = AlertRunner(outputs=[out_b], store=store, checkpoint="alerts:g", shared=True)
+    fired = {}
+    for runner, pool in ((a, "gpu"), (b, "cpu")):
+        (note,) = incident(runner, pool)
+        fired[pool] = note
+    assert {n["labels"]["pool"] for f in out_a.firing for n in f} == {"gpu"}
+    # Both workers die; one new worker takes every partition and resumes both pools.
+    c = AlertRunner(store=store, checkpoint="alerts:g", shared=True)
+    assert {n["labels"]["pool"] for n in c.alerts("firing")} == {"gpu", "cpu"}
+    still = c.evaluate(minutes(range(64, 66), "gpu", p99_s=0.5) +
+                       minutes(range(64, 66), "cpu", p99_s=0.5))
+    assert still == [], "no second page for incidents already firing"
+    resolved = c.evaluate(minutes(range(66, 80), "gpu") + minutes(range(66, 80), "cpu"))
+    assert {(n["labels"]["pool"], n["status"], n["incident_id"]) for n in resolved} == {
+        (p, "resolved", fired[p]["incident_id"]) for p in ("gpu", "cpu")}
+    store.close()
