@@ -43,7 +43,7 @@ class Rule:
 
 
 DEFAULT_RULES = (
-    Rule("queue_depth_max", "requests are queueing in the pool",
+    Rule("queue_depth_max", "requests are queueing",
          "raise pool_size (or threads_per_worker for a thread pool); pool_max_queue_size bounds "
          "the queue and pool_queue_timeout sheds load faster", z=6, min_ratio=3, min_abs=10,
          for_minutes=1),

@@ -1,7 +1,8 @@
 """A simulated deployment feeding the embedded engine from a thread (``run --simulate``).
 
-It first backfills the last few minutes as fast as it can, so the dashboard has history to
-show within seconds of start, then keeps producing at the chosen rate in real time.
+It first backfills the last half hour as fast as it can, so the dashboard has history to show
+(and the detectors a baseline) within seconds of start, then keeps producing at the chosen rate
+in real time. Incidents, given in absolute time, may start in the backfill and go on live.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from schemas.events import Event
-from simulator.model import Simulation
+from simulator.model import Incident, Simulation
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,10 @@ class BackgroundSimulation:
     FLUSH_S = 0.1  # live events reach the engine within this (the live view's latency budget)
 
     def __init__(self, submit: Callable[[Sequence[Event]], None], rate: float,
-                 backfill_s: float = 900.0, seed: int = 1) -> None:
+                 backfill_s: float = 1800.0, seed: int = 1,
+                 incidents: Sequence[Incident] = ()) -> None:
         self.submit = submit
+        self.incidents = list(incidents)
         self.rate = rate
         self.backfill_s = backfill_s
         self.seed = seed
@@ -42,9 +45,11 @@ class BackgroundSimulation:
     def _run(self) -> None:
         try:
             now = time.time()
-            backfill = Simulation(self.rate, now - self.backfill_s, self.backfill_s, seed=self.seed)
+            backfill = Simulation(self.rate, now - self.backfill_s, self.backfill_s, seed=self.seed,
+                                  incidents=self.incidents)
             self._feed(backfill.events(), realtime=False)
-            live = Simulation(self.rate, backfill.end, 365 * 86400, seed=self.seed + 1)
+            live = Simulation(self.rate, backfill.end, 365 * 86400, seed=self.seed + 1,
+                              incidents=self.incidents)
             self._feed(live.events(), realtime=True)
         except Exception:  # a broken simulation must not take the service down with it
             log.exception("simulation stopped")

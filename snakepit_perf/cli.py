@@ -41,8 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to bind (default 8080)")
     run.add_argument("--simulate", type=float, nargs="?", const=50.0, metavar="RATE",
-                     help="also feed it a simulated Snakepit deployment: the last 15 minutes at "
+                     help="also feed it a simulated Snakepit deployment: the last 30 minutes at "
                           "once, then RATE requests/s live (default 50); for a demo or a try-out")
+    run.add_argument("--incident", action="append", default=[], metavar="KIND:POOL:FROM:TO",
+                     help="with --simulate: an incident from FROM to TO seconds relative to now "
+                          "(negative: in the past), e.g. error_burst:default:-300:600")
     run.set_defaults(func=_cmd_run)
 
     worker = sub.add_parser("worker", parents=[common],
@@ -120,11 +123,21 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _cmd_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    import time
     from functools import partial
 
+    from simulator.run import parse_incident
     from snakepit_perf.embedded import build_embedded
 
-    return _serve(settings, partial(build_embedded, simulate=args.simulate))
+    try:
+        incidents = [parse_incident(text, time.time()) for text in args.incident]
+    except ValueError as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return 2
+    if incidents and not args.simulate:
+        print("snakepit-perf: --incident needs --simulate", file=sys.stderr)
+        return 2
+    return _serve(settings, partial(build_embedded, simulate=args.simulate, incidents=incidents))
 
 
 def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:

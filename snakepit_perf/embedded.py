@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +12,7 @@ from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
 from simulator.background import BackgroundSimulation
+from simulator.model import Incident
 from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
@@ -20,7 +21,7 @@ from streams.embedded import EmbeddedRunner
 
 
 def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
-                   simulate: float | None = None) -> FastAPI:
+                   simulate: float | None = None, incidents: Sequence[Incident] = ()) -> FastAPI:
     """The embedded service; with ``simulate`` (requests/s) it also feeds itself a simulated
     deployment (see :mod:`simulator.background`)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -33,7 +34,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)
 
-    simulation = BackgroundSimulation(runner.submit, simulate) if simulate else None
+    simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
+        if simulate else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

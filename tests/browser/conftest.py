@@ -51,7 +51,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
     env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data), "SNAKEPIT_PERF_API_KEYS": keys}
     log = data / "run.log"
     started = time.monotonic()
-    proc = subprocess.Popen([EXE, "run", "--port", str(port), "--simulate", "40"], env=env,
+    # An error burst in pool default that began 5 minutes ago: an alert is firing at start.
+    proc = subprocess.Popen([EXE, "run", "--port", str(port), "--simulate", "40",
+                             "--incident", "error_burst:default:-300:1200"], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

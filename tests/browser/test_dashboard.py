@@ -241,3 +241,29 @@ def test_without_a_key_the_page_asks_for_one(pages, shots):
     page.wait_drawn()
     assert page.page.inner_text("#user").startswith("alice (viewer)")
     assert all("401" in e for e in page.errors), page.errors
+
+
+def test_an_open_alert_is_shown_and_can_be_acknowledged_and_silenced(pages, server: Server, shots):
+    page = pages("ops")
+    page.open("view=overview&range=15m")
+    page.page.wait_for_selector(".alerts li", timeout=30_000)  # the page refreshes itself
+    alert = page.page.locator(".alerts li").first
+    assert "error ratio rose in pool default" in alert.inner_text()
+    assert page.page.inner_text('[data-tile="alerts"] .value') != "0"
+    page.page.screenshot(path=str(shots / "overview-alert.png"))
+    page.page.evaluate("document.body.dataset.ready = ''")
+    alert.get_by_role("button", name="Acknowledge").click()
+    page.wait_drawn()
+    assert "acknowledged by ops" in page.page.locator(".alerts li").first.inner_text()
+    page.page.evaluate("document.body.dataset.ready = ''")
+    page.page.locator(".alerts li").first.get_by_role("button", name="Silence 1h").click()
+    page.wait_drawn()
+    assert "silenced" in page.page.locator(".alerts li").first.inner_text()
+    with server.api() as api:
+        (silence,) = api.get("/v1/silences").json()
+        assert silence["matchers"] == {"pool": "default", "signal": "error_ratio"}
+        assert silence["created_by"] == "ops"
+    viewer = pages("alice")
+    viewer.open("view=overview&range=15m")
+    assert viewer.page.locator(".alerts li button").count() == 0, "viewers cannot act"
+    assert page.errors == [] and viewer.errors == []

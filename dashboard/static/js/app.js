@@ -184,7 +184,11 @@ async function render() {
     grid.append(table);
   }
   if (gen !== app.generation) return;
-  if (view.alerts) grid.append(await alertsPanel());
+  if (view.alerts) {
+    const panel = await alertsPanel();
+    panel.remake = alertsPanel;
+    grid.append(panel);
+  }
   const loading = layout ? renderPanels(grid, layout, ctx, s.live && view.live) : [];
   if (app.editing && layout) grid.append(editor(layout));
   if (t.relative && !s.live) scheduleRefresh(gen, main, ctx, Date.now());
@@ -228,7 +232,11 @@ async function refresh(main, ctx) {
   if (old) old.replaceWith(await tiles(ctx, false));
   const loads = [];
   for (const el of main.querySelectorAll(".panel")) {
-    if (el.remake) el.replaceWith(await el.remake());
+    if (el.remake) {
+      const fresh = await el.remake();
+      fresh.remake = el.remake;
+      el.replaceWith(fresh);
+    }
     else if (el.spec && !el.live) loads.push(loadPanel(el, ctx));
   }
   await Promise.all(loads);
@@ -309,6 +317,13 @@ async function tiles(ctx, live) {
   return box;
 }
 
+function signalUnit(signal) {
+  if (signal.endsWith("_ratio")) return "ratio";
+  if (signal.endsWith("_s")) return "seconds";
+  if (signal.includes("bytes")) return "bytes";
+  return "";
+}
+
 async function alertsPanel() {
   const el = document.createElement("section");
   el.className = "panel";
@@ -326,11 +341,27 @@ async function alertsPanel() {
   }
   const ul = document.createElement("ul");
   ul.className = "alerts";
+  const canAct = ["operator", "admin"].includes(app.user.role);
   for (const a of alerts) {
     const li = document.createElement("li");
-    li.innerHTML = '<span class="sev"></span><span class="what"></span>';
+    li.innerHTML = '<span class="sev"></span><span class="what"></span><span class="alert-actions"></span>';
     li.children[0].textContent = a.severity || "alert";
-    li.children[1].textContent = `${a.summary} — since ${new Date(a.starts_at * 1000).toLocaleTimeString()}`;
+    const state = [a.acknowledged ? `acknowledged by ${a.acknowledged.by}` : "", a.silenced ? "silenced" : ""]
+      .filter(Boolean).join(", ");
+    li.children[1].textContent = `${a.summary} — since ${new Date(a.starts_at * 1000).toLocaleTimeString()}` +
+      ` · observed ${fmt(a.context.observed, signalUnit(a.labels.signal))}, expected ${fmt(a.context.expected, signalUnit(a.labels.signal))}${state ? ` · ${state}` : ""}`;
+    li.title = a.remediation;
+    const act = (label, fn) => {
+      const b = document.createElement("button");
+      b.textContent = label;
+      b.onclick = async () => { try { await fn(); toast(`${label}: done`); render(); } catch (e) { toast(e.message, true); } };
+      li.children[2].append(b);
+    };
+    if (canAct && !a.acknowledged) act("Acknowledge", () => send("POST", `/v1/alerts/${a.fingerprint}/ack`, {}));
+    if (canAct && !a.silenced) {
+      act("Silence 1h", () => send("POST", "/v1/silences", { matchers: { pool: a.labels.pool, signal: a.labels.signal },
+        duration: "1h", comment: "from the dashboard" }));
+    }
     ul.append(li);
   }
   el.append(ul);
