@@ -1,8 +1,9 @@
 """A simulated deployment feeding the embedded engine from a thread (``run --simulate``).
 
-It first backfills the last half hour as fast as it can, so the dashboard has history to show
-(and the detectors a baseline) within seconds of start, then keeps producing at the chosen rate
-in real time. Incidents, given in absolute time, may start in the backfill and go on live.
+It first backfills the last 15 minutes as fast as it can, so the dashboard has history to show
+within seconds of start, then keeps producing at the chosen rate in real time. Incidents, given
+in absolute time, may start in the backfill and go on live; with incidents the backfill is 30
+minutes, so the detectors have learned a baseline (15 minutes) before an incident starts.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ class BackgroundSimulation:
     FLUSH_S = 0.1  # live events reach the engine within this (the live view's latency budget)
 
     def __init__(self, submit: Callable[[Sequence[Event]], None], rate: float,
-                 backfill_s: float = 1800.0, seed: int = 1,
+                 backfill_s: float | None = None, seed: int = 1,
                  incidents: Sequence[Incident] = ()) -> None:
         self.submit = submit
         self.incidents = list(incidents)
+        if backfill_s is None:
+            backfill_s = 1800.0 if incidents else 900.0
         self.rate = rate
         self.backfill_s = backfill_s
         self.seed = seed

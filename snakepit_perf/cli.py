@@ -41,11 +41,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="address to bind (default 127.0.0.1)")
     run.add_argument("--port", type=int, help="port to bind (default 8080)")
     run.add_argument("--simulate", type=float, nargs="?", const=50.0, metavar="RATE",
-                     help="also feed it a simulated Snakepit deployment: the last 30 minutes at "
+                     help="also feed it a simulated Snakepit deployment: the last 15 minutes at "
                           "once, then RATE requests/s live (default 50); for a demo or a try-out")
     run.add_argument("--incident", action="append", default=[], metavar="KIND:POOL:FROM:TO",
                      help="with --simulate: an incident from FROM to TO seconds relative to now "
-                          "(negative: in the past), e.g. error_burst:default:-300:600")
+                          "(negative: in the past, back to -1800), e.g. error_burst:default:-300:600")
     run.set_defaults(func=_cmd_run)
 
     worker = sub.add_parser("worker", parents=[common],

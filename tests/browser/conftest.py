@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,32 +44,43 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("dashboard")
+@contextmanager
+def running(data: Path, args: list[str], keys: dict[str, tuple[str, str]] | None = None
+            ) -> Iterator[Server]:
+    """``snakepit-perf run`` as a real process, until the block ends."""
     port = _free_port()
-    keys = ",".join(f"{name}:{role}:{hash_key(key)}" for name, (role, key) in USERS.items())
-    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data), "SNAKEPIT_PERF_API_KEYS": keys}
+    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data)}
+    if keys:
+        env["SNAKEPIT_PERF_API_KEYS"] = ",".join(f"{name}:{role}:{hash_key(key)}"
+                                                 for name, (role, key) in keys.items())
     log = data / "run.log"
     started = time.monotonic()
-    # An error burst in pool default that began 5 minutes ago: an alert is firing at start.
-    proc = subprocess.Popen([EXE, "run", "--port", str(port), "--simulate", "40",
-                             "--incident", "error_burst:default:-300:1200"], env=env,
+    proc = subprocess.Popen([EXE, "run", "--port", str(port), *args], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
-    while True:
-        assert proc.poll() is None, f"snakepit-perf run exited:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, f"not up after 60 s:\n{log.read_text()[-3000:]}"
-        time.sleep(0.1)
-    yield Server(url, started, log)
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        while True:
+            assert proc.poll() is None, f"snakepit-perf run exited:\n{log.read_text()[-3000:]}"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not up after 60 s:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+        yield Server(url, started, log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    # An error burst in pool default that began 5 minutes ago: an alert is firing at start.
+    args = ["--simulate", "40", "--incident", "error_burst:default:-300:1200"]
+    with running(tmp_path_factory.mktemp("dashboard"), args, USERS) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
