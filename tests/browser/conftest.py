@@ -111,6 +111,8 @@ class Page:
 
     def open(self, fragment: str = "view=overview") -> None:
         """Open a view and wait until every panel of it is drawn."""
+        if self.page.url.startswith(self.server.url):  # a hash change: the same document
+            self.page.evaluate("document.body.dataset.ready = ''")
         self.page.goto(f"{self.server.url}/#{fragment}")
         self.wait_drawn()
 

@@ -278,3 +278,46 @@ def test_an_open_alert_is_shown_and_can_be_acknowledged_and_silenced(pages, serv
     viewer.open("view=overview&range=15m")
     assert viewer.page.locator(".alerts li button").count() == 0, "viewers cannot act"
     assert page.errors == [] and viewer.errors == []
+
+
+def test_workers_sort_panels_resize_and_reorder_and_a_drag_zooms(pages):
+    page = pages()
+    page.open("view=workers&range=15m")
+    page.page.click("table.data th[data-key=p99]")
+    p99 = page.page.locator("table.data tr.link td:nth-child(6)").all_inner_texts()
+
+    def seconds(text: str) -> float:
+        value, unit = text.split()
+        return float(value) * {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+
+    assert [seconds(t) for t in p99] == sorted((seconds(t) for t in p99), reverse=True)
+    page.open("view=overview&range=15m")
+    before = titles(page)
+
+    def redrawn(action) -> None:
+        page.page.evaluate("document.body.dataset.ready = ''")
+        action()
+        page.wait_drawn()
+
+    def panel(title: str):
+        return page.page.locator("main .panel").filter(has_text=title)
+
+    redrawn(lambda: page.page.click("#edit"))
+    width = panel(before[0]).bounding_box()["width"]
+    redrawn(lambda: panel(before[0]).get_by_role("button", name="wider").click())
+    assert panel(before[0]).bounding_box()["width"] > width
+    redrawn(lambda: panel(before[0]).get_by_role("button", name="move right").click())
+    assert titles(page)[:2] == [before[1], before[0]]
+    redrawn(lambda: page.page.click("#edit"))  # done editing
+    over = page.page.locator(".panel .u-over").first
+    box = over.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.page.mouse.down()
+    page.page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=5)
+    page.page.mouse.up()
+    page.page.wait_for_url("**from=*")
+    page.wait_drawn()
+    frm, to = (int(page.page.evaluate(f"document.body.dataset.{k}")) for k in ("from", "to"))
+    assert 0 < to - frm < 900 * 0.5, "zoomed into about a third of the 15 minutes"
+    assert page.errors == []
