@@ -102,6 +102,11 @@ def rule_matches(rule: Rule, pool: str) -> int:
     return 1000 if rule.pool == pool else -1
 
 
+# An alert that started firing FLAP_FIRINGS times within an hour is flapping: it resolves only
+# after FLAP_DAMPING times its resolve_minutes of good minutes (hysteresis), not at each dip.
+FLAP_FIRINGS = 3
+FLAP_DAMPING = 3
+
 # After a deploy, a shifted level becomes the new normal after this many minutes (else 45).
 ADAPT_AFTER_DEPLOY = 10
 
@@ -124,6 +129,7 @@ class AlertState:
     affected_requests: float = 0.0
     incident: str | None = None
     deploy: str | None = None  # the title of a deploy to this pool within the hour
+    fired: list[int] = field(default_factory=list)  # minutes it started firing, last hour
 
     @property
     def fingerprint(self) -> str:
@@ -171,6 +177,10 @@ class AlertEngine:
                 self._step(st, minute, x, signals, out, deploy)
         return out
 
+    @staticmethod
+    def flapping(st: AlertState) -> bool:
+        return len(st.fired) >= FLAP_FIRINGS
+
     def signals(self) -> list[str]:
         """The signals any rule watches, defaults' order first."""
         return list(dict.fromkeys(r.signal for r in (*self.rules, *self.overrides)))
@@ -208,6 +218,7 @@ class AlertEngine:
                 st.peak, st.affected_requests = x, signals.get("rate", 0.0) * 60
             if st.status == "pending" and st.bad >= rule.for_minutes:
                 st.status = "firing"
+                st.fired = [m for m in st.fired if m > minute - 3600] + [minute]
                 st.incident = self._incidents.setdefault(
                     st.pool, hashlib.sha1(f"{st.pool}|{minute}".encode()).hexdigest()[:12])
                 if not self._inhibited(st):
@@ -217,7 +228,8 @@ class AlertEngine:
             st.bad = 0
             if st.status == "pending":
                 st.status = "inactive"
-            elif st.status == "firing" and st.good >= rule.resolve_minutes:
+            elif st.status == "firing" and st.good >= rule.resolve_minutes * (
+                    FLAP_DAMPING if self.flapping(st) else 1):
                 st.status = "inactive"
                 self.acks.pop(st.fingerprint, None)
                 if not self._inhibited(st):
@@ -232,7 +244,8 @@ class AlertEngine:
         states = [{"pool": st.pool, "signal": st.rule.signal, "status": st.status, "bad": st.bad,
                    "good": st.good, "started": st.started, "peak": st.peak,
                    "expected": st.expected, "affected": st.affected_requests,
-                   "incident": st.incident, "detector": st.detector.state()}
+                   "incident": st.incident, "fired": st.fired,
+                   "detector": st.detector.state()}
                   for st in self.states.values()]
         return orjson.dumps({"states": states, "incidents": self._incidents,
                              "memory": self._memory, "history": self.history[-500:],
@@ -252,7 +265,7 @@ class AlertEngine:
                 continue  # a rule that was removed from the configuration
             st = AlertState(rule, item["pool"], RobustBaseline(), item["status"], item["bad"],
                             item["good"], item["started"], item["peak"], item["expected"],
-                            item["affected"], item["incident"])
+                            item["affected"], item["incident"], fired=item.get("fired", []))
             st.detector.restore(item["detector"])
             self.states[(st.pool, rule.signal)] = st
         self._incidents.update(obj["incidents"])
@@ -291,6 +304,7 @@ class AlertEngine:
                         "after_deploy": st.deploy},
             "impact": {"affected_requests": round(st.affected_requests),
                        "duration_s": duration},
+            "flapping": self.flapping(st),
             "remediation": st.rule.remediation,
         }
         if status == "resolved":

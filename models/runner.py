@@ -24,12 +24,14 @@ class AlertRunner:
     def __init__(self, engine: AlertEngine | None = None, outputs: Sequence[Output] = (),
                  store: RollupStore | None = None, checkpoint: str = "alerts",
                  clock: Callable[[], float] = time.time, keep_overrides: bool = False,
-                 shared: bool = False) -> None:
+                 shared: bool = False, repeat_s: float = 4 * 3600) -> None:
         """With a ``store``, resumes from its checkpoint; rule overrides set over the API come
         back too unless ``keep_overrides`` (a configured rules file then wins).
 
         ``shared``: several workers, each scoring the pools of its partitions, keep one
-        checkpoint; each rewrites only its own pools' part of it (see :meth:`_save`)."""
+        checkpoint; each rewrites only its own pools' part of it (see :meth:`_save`).
+        ``repeat_s``: an alert still firing is notified again after this long (Alertmanager's
+        repeat_interval), marked ``"repeat": true``."""
         self.engine = engine or AlertEngine()
         self.outputs = list(outputs)
         self._lock = threading.Lock()
@@ -37,6 +39,8 @@ class AlertRunner:
         self.checkpoint = checkpoint
         self.clock = clock
         self.shared = shared
+        self.repeat_s = repeat_s
+        self._sent: dict[str, float] = {}  # fingerprint -> event time of its last notification
         self.pools: set[str] = set()  # pools this runner has scored
         if store is not None:
             cp = store.load_checkpoint(checkpoint)
@@ -54,19 +58,21 @@ class AlertRunner:
     def evaluate(self, minutes: list[tuple[int, dict[str, Signals]]]) -> list[Note]:
         """Score each minute's per-pool signals, in order; notify what is not silenced."""
         notes: list[Note] = []
+        loud: list[Note] = []
         with self._lock:
-            for minute, by_pool in minutes:
-                notes += self.engine.observe(minute, by_pool, self._deploys(minute))
-                self.pools.update(by_pool)
             now = self.clock()
-            for note in notes:
-                note["silenced"] = self._silenced(note, now)
+            for minute, by_pool in minutes:
+                new = self.engine.observe(minute, by_pool, self._deploys(minute))
+                self.pools.update(by_pool)
+                for note in new:
+                    note["silenced"] = self._silenced(note, now)
+                    self._sent[note["fingerprint"]] = note["at"]
+                notes += new
+                loud += [n for n in new if not n["silenced"]]
+                loud += self._repeats(self._loud_firing(now), minute + 60)
             if minutes:
                 self._save()
-            # Only this runner's pools: another worker owns (and resolves) the others.
-            firing = [n for n in self._firing() if not self._silenced(n, now)
-                      and n["labels"]["pool"] in self.pools]
-        loud = [n for n in notes if not n["silenced"]]
+            firing = self._loud_firing(now)
         for output in self.outputs:
             output.send(loud, firing)
         return notes
@@ -123,6 +129,23 @@ class AlertRunner:
         with self._lock:
             self.engine.overrides = overrides
             self._save()
+
+    def _loud_firing(self, now: float) -> list[Note]:
+        """Alerts firing now that no silence mutes, of this runner's own pools (another worker
+        owns, and resolves, the others)."""
+        return [n for n in self._firing() if not self._silenced(n, now)
+                and n["labels"]["pool"] in self.pools]
+
+    def _repeats(self, firing: list[Note], at: int) -> list[Note]:
+        """Copies of alerts firing for ``repeat_s`` since they were last notified."""
+        out = []
+        for note in firing:
+            last = self._sent.get(note["fingerprint"], note["at"])
+            if at - last >= self.repeat_s:
+                out.append({**note, "at": at, "repeat": True})
+                last = at
+            self._sent[note["fingerprint"]] = last
+        return out
 
     def _deploys(self, minute: int) -> dict[str, str]:
         """Pools with a deploy or config change annotated in the hour up to ``minute``."""

@@ -55,6 +55,8 @@ class AlertSettings:
     webhook_secret: str = ""
     # A TOML file of [[rule]] tables overriding the default alert rules per signal and pool.
     rules_file: str = ""
+    # An alert still firing is notified again (Kafka, webhooks) after this many minutes.
+    repeat_interval_minutes: int = 240
 
 
 @dataclass

@@ -47,7 +47,8 @@ def build_worker(settings: Settings) -> KafkaWorker:
     # baselines and firing alerts instead of relearning and paging again.
     alerts = AlertRunner(alert_engine(settings), outputs, store=store,
                          checkpoint=f"alerts:{k.consumer_group}", shared=True,
-                         keep_overrides=bool(settings.alerts.rules_file))
+                         keep_overrides=bool(settings.alerts.rules_file),
+                         repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return KafkaWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
                        on_minutes=alerts.consume)
 

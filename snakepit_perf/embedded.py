@@ -29,7 +29,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     archive = settings.data_dir / "archive"
     # Resumes learned baselines, firing alerts and silences from the store.
     alerts = AlertRunner(alert_engine(settings), alert_outputs(settings), store=store,
-                         keep_overrides=bool(settings.alerts.rules_file))
+                         keep_overrides=bool(settings.alerts.rules_file),
+                         repeat_s=settings.alerts.repeat_interval_minutes * 60)
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts), keys)

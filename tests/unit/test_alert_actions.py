@@ -256,3 +256,27 @@ def test_workers_share_one_checkpoint_each_keeping_its_own_pools(tmp_path):
     assert {(n["labels"]["pool"], n["status"], n["incident_id"]) for n in resolved} == {
         (p, "resolved", fired[p]["incident_id"]) for p in ("gpu", "cpu")}
     store.close()
+
+
+def test_a_long_firing_alert_is_repeated_and_a_flapping_one_resolves_late():
+    out = Recorder()
+    runner = AlertRunner(outputs=[out], repeat_s=30 * 60)
+    (first,) = incident(runner)
+    runner.evaluate(minutes(range(64, 100), p99_s=0.5))
+    repeats = [n for n in out.notes if n.get("repeat")]
+    assert [n["at"] - first["at"] for n in repeats] == [30 * 60]
+    assert repeats[0]["fingerprint"] == first["fingerprint"]
+
+    flappy = AlertRunner(clock=lambda: T)
+    flappy.evaluate(minutes(range(0, 60)))
+    m = 60
+    for _ in range(3):  # three short bursts within the hour
+        flappy.evaluate(minutes(range(m, m + 3), p99_s=0.5))
+        flappy.evaluate(minutes(range(m + 3, m + 7)))
+        m += 7
+    notes = flappy.engine.history
+    assert [n["status"] for n in notes] == ["firing", "resolved", "firing", "resolved", "firing"]
+    assert notes[-1]["flapping"] is True
+    # 4 + 4 good minutes: twice what resolved it before, still firing (it waits 3x 3 minutes)
+    assert flappy.evaluate(minutes(range(m, m + 4))) == []
+    assert [n["status"] for n in flappy.evaluate(minutes(range(m + 4, m + 5)))] == ["resolved"]
