@@ -122,6 +122,12 @@ class Page:
         error = self.page.evaluate("document.body.dataset.error || ''")
         assert not error, error
 
+    def redrawn(self, action) -> None:
+        """Do something that re-renders the view (a click), and wait until it is drawn."""
+        self.page.evaluate("document.body.dataset.ready = ''")
+        action()
+        self.wait_drawn()
+
     def goto_hash(self, fragment: str) -> None:
         """Change the view in place (as a click on a link would)."""
         self.page.evaluate("document.body.dataset.ready = ''")

@@ -178,13 +178,13 @@ def test_a_saved_layout_comes_back_for_its_user_and_not_for_another(pages, serve
     alice = pages("alice")
     alice.open("view=overview&range=15m")
     before = titles(alice)
-    alice.page.click("#edit")
-    alice.page.locator("main .panel").filter(has_text=before[0]).get_by_role(
-        "button", name="remove panel").click()
+    alice.redrawn(lambda: alice.page.click("#edit"))
+    alice.redrawn(lambda: alice.page.locator("main .panel").filter(has_text=before[0]).get_by_role(
+        "button", name="remove panel").click())
     alice.page.select_option("select[name=metric]", "queue_wait_seconds")
     alice.page.select_option("select[name=stat]", "p99")
     alice.page.fill("input[name=title]", "Queue wait P99")
-    alice.page.click("button[name=add]")
+    alice.redrawn(lambda: alice.page.click("button[name=add]"))
     alice.page.click("#save")
     alice.page.fill("#save-title", "Alice's latency")
     alice.page.evaluate("document.body.dataset.ready = ''")
@@ -294,10 +294,7 @@ def test_workers_sort_panels_resize_and_reorder_and_a_drag_zooms(pages):
     page.open("view=overview&range=15m")
     before = titles(page)
 
-    def redrawn(action) -> None:
-        page.page.evaluate("document.body.dataset.ready = ''")
-        action()
-        page.wait_drawn()
+    redrawn = page.redrawn
 
     def panel(title: str):
         return page.page.locator("main .panel").filter(has_text=title)
