@@ -21,7 +21,7 @@ from models.silences import Silence
 
 # Per-pool minute signals a rule can watch (models.signals, plus the derived memory growth).
 SIGNALS = ("rate", "errors", "error_ratio", "p50_s", "p99_s", "queue_wait_p99_s", "crashes",
-           "recycles", "queue_depth_max", "memory_bytes", "memory_growth_bytes")
+           "recycles", "queue_depth_max", "utilization", "memory_bytes", "memory_growth_bytes")
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Rule:
     summary: str
     remediation: str
     pool: str = ""  # which pools: "" all, "gpu" one, "batch-*" a prefix; the most specific wins
+    below: bool = False  # fire when the signal falls (throughput), not when it rises
     z: float = 6.0  # robust deviations from the learned baseline
     min_ratio: float = 1.5  # ... and at least this multiple of the baseline
     min_abs: float = 0.0  # ... and at least this far from it in absolute terms
@@ -60,6 +61,24 @@ DEFAULT_RULES = (
          "a crash loop: check memory_threshold_mb, the python_env and heartbeat settings, and "
          "the last deploy; Snakepit restarts workers, so requests also queue meanwhile",
          z=4, min_ratio=1, min_abs=3, for_minutes=1, resolve_minutes=5, severity="critical"),
+    Rule("p50_s", "median request latency rose",
+         "a rise of the median means most requests slowed: compare python_exec_seconds with "
+         "elixir_overhead_seconds, and check the last deploy of the python_env",
+         z=6, min_ratio=1.6, min_abs=0.005, for_minutes=3),
+    Rule("queue_wait_p99_s", "requests wait longer for a free worker",
+         "the pool is short of workers: raise pool_size, or lower pool_queue_timeout to shed load",
+         z=6, min_ratio=2, min_abs=0.05, for_minutes=2),
+    Rule("utilization", "pool utilisation is unusually high",
+         "workers are busy most of the time: raise pool_size before requests start to queue",
+         z=6, min_ratio=1.4, min_abs=0.25, for_minutes=5),
+    Rule("recycles", "workers are recycled unusually often",
+         "check worker_max_requests, worker_ttl and memory_threshold_mb: a recycle storm costs "
+         "worker start-up time on every request it delays", z=6, min_ratio=3, min_abs=5,
+         for_minutes=2),
+    Rule("rate", "throughput dropped",
+         "requests stopped reaching the pool: check the callers, the node and the pool's "
+         "supervisor (a pool that lost its workers rejects or queues requests)",
+         z=6, min_ratio=3, min_abs=1.0, for_minutes=3, below=True),
     Rule("memory_growth_bytes", "worker memory is growing",
          "set memory_threshold_mb (or worker_max_requests) so Snakepit recycles workers before "
          "they exhaust memory; profile the command for the leak", z=6, min_ratio=0,
@@ -112,7 +131,8 @@ ADAPT_AFTER_DEPLOY = 10
 
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
 # inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
-INHIBITS = {"queue_depth_max": ("p99_s",)}
+INHIBITS = {"queue_depth_max": ("p99_s", "p50_s", "queue_wait_p99_s", "utilization"),
+            "crashes": ("recycles", "rate")}
 
 
 @dataclass
@@ -200,8 +220,13 @@ class AlertEngine:
         rule, det = st.rule, st.detector
         z = det.score_one(x)
         expected = det.expected()
-        deviates = det.warm and z >= rule.z and x >= (expected or 0) * rule.min_ratio and \
-            x - (expected or 0) >= rule.min_abs
+        base = expected or 0.0
+        if rule.below:  # a drop to 1/min_ratio of the baseline, and by at least min_abs
+            deviates = det.warm and -z >= rule.z and x * rule.min_ratio <= base and \
+                base - x >= rule.min_abs
+        else:
+            deviates = det.warm and z >= rule.z and x >= base * rule.min_ratio and \
+                x - base >= rule.min_abs
         breach = deviates or (rule.static_above is not None and x > rule.static_above)
         if breach and rule.min_evidence is not None:
             name, least = rule.min_evidence
@@ -211,7 +236,7 @@ class AlertEngine:
         if breach:
             st.bad += 1
             st.good = 0
-            st.peak = max(st.peak, x)
+            st.peak = min(st.peak, x) if rule.below else max(st.peak, x)
             st.affected_requests += signals.get("rate", 0.0) * 60
             if st.status == "inactive":
                 st.status, st.started, st.expected = "pending", minute, expected

@@ -23,6 +23,7 @@ Signals = dict[str, float]
 def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
     """``{(minute, pool): {signal: value}}`` from closed (non-late) 1-minute rollups."""
     out: dict[tuple[int, str], Signals] = {}
+    busy: dict[tuple[int, str], list[float]] = {}  # per worker that served requests: busy share
     for r in rollups:
         if r.resolution != 60 or r.late:
             continue
@@ -45,6 +46,8 @@ def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
             s = out.setdefault((r.bucket, r.labels[0]), {})
             s["crashes"] = s.get("crashes", 0) + a.counters.get("crashed", 0)
             s["recycles"] = s.get("recycles", 0) + a.counters.get("recycled", 0)
+            if a.counters.get("requests"):
+                busy.setdefault((r.bucket, r.labels[0]), []).append(a.counters["busy_us"] / 6e7)
         elif r.family == "pool":
             s = out.setdefault((r.bucket, r.labels[0]), {})
             g = a.gauges.get("queue_depth")
@@ -55,4 +58,6 @@ def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
             if g is not None:
                 s = out.setdefault((r.bucket, r.labels[2]), {})
                 s["memory_bytes"] = s.get("memory_bytes", 0) + g[1]
+    for key, shares in busy.items():
+        out[key]["utilization"] = sum(shares) / len(shares)
     return out

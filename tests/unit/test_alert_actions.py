@@ -280,3 +280,12 @@ def test_a_long_firing_alert_is_repeated_and_a_flapping_one_resolves_late():
     # 4 + 4 good minutes: twice what resolved it before, still firing (it waits 3x 3 minutes)
     assert flappy.evaluate(minutes(range(m, m + 4))) == []
     assert [n["status"] for n in flappy.evaluate(minutes(range(m + 4, m + 5)))] == ["resolved"]
+
+
+def test_a_throughput_drop_fires_a_below_rule():
+    runner = AlertRunner(clock=lambda: T)
+    runner.evaluate(minutes(range(0, 60)))  # ~20 req/s
+    notes = runner.evaluate(minutes(range(60, 66), rate=2.0))
+    assert [(n["status"], n["labels"]["signal"]) for n in notes] == [("firing", "rate")]
+    assert notes[0]["context"]["observed"] == 2.0 and notes[0]["context"]["expected"] > 15
+    assert [n["status"] for n in runner.evaluate(minutes(range(66, 75)))] == ["resolved"]
