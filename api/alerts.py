@@ -23,18 +23,30 @@ actions = APIRouter(tags=["alerts"])  # acknowledge, silence: operator
 
 def runner(services: Annotated[Services, Depends(get_services)]) -> AlertRunner:
     if services.alerts is None:
-        raise Problem(404, "No alerting here", "alerts are evaluated where the engine runs "
-                                               "(snakepit-perf run)")
+        raise Problem(404, "No alerting here", "alerts are acknowledged, silenced and configured "
+                                               "where they are evaluated (snakepit-perf run); "
+                                               "the distributed API lists them read-only")
     return services.alerts
 
 
+def reader(services: Annotated[Services, Depends(get_services)]) -> AlertRunner:
+    """The live alert state, or in the distributed API the workers' last checkpoint of it."""
+    if services.alerts is not None:
+        return services.alerts
+    if services.alert_view is not None:
+        return services.alert_view.view()
+    raise Problem(404, "No alerting here", "alerts are evaluated where the engine runs "
+                                           "(snakepit-perf run, snakepit-perf worker)")
+
+
 Runner = Annotated[AlertRunner, Depends(runner)]
+Reader = Annotated[AlertRunner, Depends(reader)]
 Operator = Annotated[Caller, Depends(caller("operator"))]
 Admin = Annotated[Caller, Depends(caller("admin"))]
 
 
 @router.get("/v1/alerts", summary="Alerts: firing now, resolved, or all notifications")
-def list_alerts(alerts: Runner,
+def list_alerts(alerts: Reader,
                 state: Annotated[str, Query(pattern="^(firing|resolved|all)$")] = "firing",
                 ) -> list[dict[str, Any]]:
     return alerts.alerts(state)
@@ -82,7 +94,7 @@ def _out(s, now: float) -> SilenceOut:
 
 
 @router.get("/v1/silences", response_model=list[SilenceOut], summary="Silences")
-def list_silences(alerts: Runner, expired: bool = False) -> list[SilenceOut]:
+def list_silences(alerts: Reader, expired: bool = False) -> list[SilenceOut]:
     now = time.time()
     return [_out(s, now) for s in alerts.silences(include_expired=expired)]
 
@@ -118,7 +130,7 @@ def _rules(alerts: AlertRunner) -> list[dict[str, Any]]:
 
 
 @router.get("/v1/alerts/rules", summary="The alert rules: defaults and overrides per pool")
-def list_rules(alerts: Runner) -> list[dict[str, Any]]:
+def list_rules(alerts: Reader) -> list[dict[str, Any]]:
     return _rules(alerts)
 
 

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from fastapi import Request
 
-from models.runner import AlertRunner
+from models.runner import AlertRunner, StoredAlerts
 from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RollupStore
@@ -31,6 +31,7 @@ class Services:
     engine: Engine | None = None  # in-process engine, for live views (embedded mode only)
     archive: ArchiveReader | None = None  # Parquet archive, for ranges past the retention
     alerts: AlertRunner | None = None  # alert evaluation, where the engine runs
+    alert_view: StoredAlerts | None = None  # the workers' alert state, read-only (distributed)
     counters: Counter[str] = field(default_factory=Counter)
 
 

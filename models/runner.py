@@ -192,3 +192,20 @@ def merge_snapshots(stored: bytes, mine: bytes, pools: set[str]) -> bytes:
         [n for n in new["history"] if n["labels"]["pool"] in pools]
     new["history"] = sorted(history, key=lambda n: n["at"])[-500:]
     return orjson.dumps(new)
+
+
+class StoredAlerts:
+    """A read-only view of the alert state workers checkpoint (for the distributed API): what
+    fires, the history, silences and rules, as of the workers' last minute."""
+
+    def __init__(self, store: RollupStore, checkpoint: str, max_age_s: float = 5.0) -> None:
+        self.store, self.checkpoint, self.max_age_s = store, checkpoint, max_age_s
+        self._view: AlertRunner | None = None
+        self._loaded = 0.0
+
+    def view(self) -> AlertRunner:
+        """A runner restored from the latest checkpoint (re-read every ``max_age_s``)."""
+        if self._view is None or time.monotonic() - self._loaded > self.max_age_s:
+            self._view = AlertRunner(store=self.store, checkpoint=self.checkpoint)
+            self._loaded = time.monotonic()
+        return self._view

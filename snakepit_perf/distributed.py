@@ -11,7 +11,7 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.kafka_alerts import KafkaAlertPublisher
-from models.runner import AlertRunner
+from models.runner import AlertRunner, StoredAlerts
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf.alerting import alert_engine, alert_outputs
@@ -38,6 +38,11 @@ def cassandra_store(settings: Settings) -> CassandraStore:
     return CassandraStore(c.hosts, c.port, c.keyspace, c.replication_factor)
 
 
+def alerts_checkpoint(settings: Settings) -> str:
+    """The one alert-state checkpoint of a worker group (each worker keeps its pools in it)."""
+    return f"alerts:{settings.kafka.consumer_group}"
+
+
 def build_worker(settings: Settings) -> KafkaWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
@@ -46,7 +51,7 @@ def build_worker(settings: Settings) -> KafkaWorker:
     # One checkpoint for the group: a restarted or rebalanced worker resumes its pools' learned
     # baselines and firing alerts instead of relearning and paging again.
     alerts = AlertRunner(alert_engine(settings), outputs, store=store,
-                         checkpoint=f"alerts:{k.consumer_group}", shared=True,
+                         checkpoint=alerts_checkpoint(settings), shared=True,
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return KafkaWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
@@ -57,8 +62,10 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     store = cassandra_store(settings)
     producer = EventProducer(settings.kafka.bootstrap, settings.kafka.events_topic)
     archive = ArchiveReader(settings.data_dir / "archive")  # filled by `export --archive`
+    # Alerts are evaluated by the workers; the API lists them from the workers' checkpoint.
+    view = StoredAlerts(store, alerts_checkpoint(settings))
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
-                              archive=archive), keys)
+                              archive=archive, alert_view=view), keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -289,3 +289,25 @@ def test_a_throughput_drop_fires_a_below_rule():
     assert [(n["status"], n["labels"]["signal"]) for n in notes] == [("firing", "rate")]
     assert notes[0]["context"]["observed"] == 2.0 and notes[0]["context"]["expected"] > 15
     assert [n["status"] for n in runner.evaluate(minutes(range(66, 75)))] == ["resolved"]
+
+
+def test_the_distributed_api_lists_the_workers_alerts_read_only(tmp_path):
+    from models.runner import StoredAlerts
+
+    store = SQLiteStore(tmp_path / "d.sqlite3")
+    worker = AlertRunner(store=store, checkpoint="alerts:g", shared=True, clock=lambda: T)
+    (note,) = incident(worker)
+    worker.silence({"pool": "cpu"}, T + 3600, "", "ops")
+    runner = EmbeddedRunner(store)
+    app = create_app(Services(store=store, sink=runner, mode="distributed",
+                              alert_view=StoredAlerts(store, "alerts:g", max_age_s=0)))
+    with TestClient(app) as client:
+        (listed,) = client.get("/v1/alerts").json()
+        assert listed["fingerprint"] == note["fingerprint"] and listed["status"] == "firing"
+        assert len(client.get("/v1/silences", params={"expired": True}).json()) == 1
+        assert client.get("/v1/alerts/rules").status_code == 200
+        ack = client.post(f"/v1/alerts/{note['fingerprint']}/ack", json={})
+        assert ack.status_code == 404 and "read-only" in ack.json()["detail"]
+        worker.evaluate(minutes(range(64, 80)))  # the worker resolves it; the API follows
+        assert client.get("/v1/alerts").json() == []
+    store.close()

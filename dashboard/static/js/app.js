@@ -6,7 +6,7 @@ import { correlationTable, poolsTable, requestsTable, workersTable } from "./tab
 import { VIEWS } from "./views.js";
 
 const $ = (id) => document.getElementById(id);
-const app = { user: null, metrics: [], dashboards: [], layout: null, layoutKey: null, editing: false,
+const app = { user: null, mode: "embedded", metrics: [], dashboards: [], layout: null, layoutKey: null, editing: false,
   socket: null, timer: null, generation: 0 };
 
 // ---- URL state: the link carries the view, range, filters, dashboard and live mode ----------
@@ -341,7 +341,8 @@ async function alertsPanel() {
   }
   const ul = document.createElement("ul");
   ul.className = "alerts";
-  const canAct = ["operator", "admin"].includes(app.user.role);
+  // Alerts are acted on where they are evaluated; the distributed API only lists them.
+  const canAct = ["operator", "admin"].includes(app.user.role) && app.mode === "embedded";
   for (const a of alerts) {
     const li = document.createElement("li");
     li.innerHTML = '<span class="sev"></span><span class="what"></span><span class="alert-actions"></span>';
@@ -500,6 +501,7 @@ function fail(e) {
 async function main() {
   wire();
   await signIn();
+  app.mode = (await get("/health")).mode;
   app.metrics = await get("/v1/metrics");
   await loadDashboards();
   await render();
