@@ -205,12 +205,13 @@ def _series(store: RollupStore, q: Query) -> list[SeriesRef]:
             rolled = [r for r in refs if (pool := rolled_up_pool(r.labels)) is not None
                       and (pool != ALL) == by_pool]
             if rolled:
-                return [r for r in rolled if _match(r, dims, q.filters)]
+                return [r for r in rolled if matches(r, dims, q.filters)]
         refs = [r for r in refs if ALL not in r.labels]
-    return [r for r in refs if _match(r, dims, q.filters)]
+    return [r for r in refs if matches(r, dims, q.filters)]
 
 
-def _match(ref: SeriesRef, dims: tuple[str, ...], filters: list[Filter]) -> bool:
+def matches(ref: SeriesRef, dims: tuple[str, ...], filters: list[Filter]) -> bool:
+    """Whether a series' labels pass every filter."""
     return all(f.matches(ref.labels[dims.index(f.dim)]) for f in filters)
 
 

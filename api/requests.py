@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.problems import Problem
-from api.query import RESOLUTIONS, QueryError, parse_filters, parse_time
+from api.query import RESOLUTIONS, QueryError, matches, parse_filters, parse_time
 from api.services import Services, get_services
 from store.base import DEFAULT_RETENTION
 from streams.series import FAMILIES
@@ -68,8 +68,7 @@ def list_requests(
     now = time.time()
     resolution = next((r for r in RESOLUTIONS if t0 >= now - retention[r]), RESOLUTIONS[-1])
     dims = FAMILIES["worker"]
-    refs = [r for r in services.store.series("worker")
-            if all(f.matches(r.labels[dims.index(f.dim)]) for f in filters)]
+    refs = [r for r in services.store.series("worker") if matches(r, dims, filters)]
     rows = services.store.read(refs, resolution, t0 - t0 % resolution, t1, dists=())
     found = [{**x, "pool": row.series.labels[0], "worker_id": row.series.labels[1]}
              for row in rows for x in row.agg.exemplars

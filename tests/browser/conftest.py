@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ import httpx
 import pytest
 
 from api.auth import hash_key
+from tests.integration.kafka_helpers import wait_for
+from tests.integration.test_simulate import _up, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 # As root in a sandbox without a network: no sandbox, no GPU, none of Chromium's own traffic.
@@ -38,17 +39,11 @@ class Server:
                             headers={"Authorization": f"Bearer {USERS[user][1]}"})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def running(data: Path, args: list[str], keys: dict[str, tuple[str, str]] | None = None
             ) -> Iterator[Server]:
     """``snakepit-perf run`` as a real process, until the block ends."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data)}
     if keys:
         env["SNAKEPIT_PERF_API_KEYS"] = ",".join(f"{name}:{role}:{hash_key(key)}"
@@ -58,17 +53,9 @@ def running(data: Path, args: list[str], keys: dict[str, tuple[str, str]] | None
     proc = subprocess.Popen([EXE, "run", "--port", str(port), *args], env=env,
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
     try:
-        while True:
-            assert proc.poll() is None, f"snakepit-perf run exited:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"not up after 60 s:\n{log.read_text()[-3000:]}"
-            time.sleep(0.1)
+        wait_for(lambda: _up(port), 60, "snakepit-perf run to answer /health", interval=0.1,
+                 procs=((proc, log),))
         yield Server(url, started, log)
     finally:
         proc.terminate()
