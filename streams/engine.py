@@ -12,17 +12,17 @@ buckets, merged if they are still open, emitted as deltas if not. Late events ar
 >>> eng = Engine(lateness=0)
 >>> out = eng.process([Request(time=1_800_000_001.0, pool="p", command="c", duration_us=100,
 ...                            status="ok")])
->>> out, [(r.family, r.resolution) for r in eng.flush()][:2]
-([], [('request', 10), ('worker', 10)])
+>>> out, sorted({(r.family, r.resolution) for r in eng.flush()})[:4]
+([], [('request', 10), ('request', 60), ('request', 3600), ('worker', 10)])
 """
 
 from __future__ import annotations
 
-import base64
 import math
 from collections import Counter
 from dataclasses import dataclass
 
+import msgspec
 import numpy as np
 import orjson
 
@@ -30,6 +30,7 @@ from schemas.events import Annotation, Event, Request
 from streams import series as extract_series
 from streams.aggregate import Aggregate
 from streams.live import LiveState
+from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.series import CardinalityLimiter, Pane
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (family, labels)
@@ -58,7 +59,9 @@ class Engine:
         self.resolutions = resolutions
         self.lateness = lateness
         self.limiter = CardinalityLimiter(max_label_values)
-        self.panes: dict[int, dict[SeriesKey, Pane]] = {}
+        self.panes: dict[int, dict[SeriesKey, Pane]] = {}  # rarer event types, by bucket
+        self.request_panes: dict[int, RequestPane] = {}  # requests, as columns, by bucket
+        self.index = SeriesIndex(self.limiter)
         # Open buckets of the longer resolutions, by level (level 0 lives in ``panes``).
         self.buckets: list[dict[int, dict[SeriesKey, Aggregate]]] = [{} for _ in resolutions]
         self.source_time: dict[str, float] = {}
@@ -76,59 +79,87 @@ class Engine:
         ``tag`` names the input unit (a Kafka offset): late deltas carry it, so a replay of the
         same unit produces the same keyed delta and an idempotent store write.
         """
+        if not events:
+            return self.advance(self.watermark())
         res0 = self.resolutions[0]
         late_before = math.floor(self.closed_until / res0) * res0 if self.closed_until > -math.inf \
             else -math.inf
-        cache: dict[tuple[str, tuple[str, ...], int], Pane] = {}
+        reqs = [e for e in events if type(e) is Request]
+        others = [e for e in events if type(e) is not Request] if len(reqs) < len(events) else []
+        late_requests: dict[int, RequestPane] = {}
+        newest = -math.inf
+        late_events = 0
+        if reqs:
+            cols = self.index.columns(reqs)
+            times = cols.time
+            newest = float(times.max())
+            buckets = (times // res0).astype(np.int64) * res0
+            first, last = int(buckets.min()), int(buckets.max())
+            if first < late_before:
+                late_events += int((times < late_before).sum())
+            parts = [(first, cols, reqs)] if first == last else [
+                (int(b), cols.take(rows), [reqs[i] for i in rows.tolist()])
+                for b in np.unique(buckets) for rows in [np.flatnonzero(buckets == b)]]
+            for bucket, part, part_reqs in parts:
+                panes = late_requests if bucket < late_before else self.request_panes
+                pane = panes.get(bucket)
+                if pane is None:
+                    pane = panes[bucket] = RequestPane()
+                pane.add(part, part_reqs)
+            if self.live is not None:
+                self.live.add(times, self.index.arrays()[2][cols.combo], self.index.pools,
+                              cols.duration, cols.status != 0)
         late: dict[tuple[SeriesKey, int], Pane] = {}
-        panes = self.panes
-        limiter = self.limiter
-
-        def pane(family: str, labels: tuple[str, ...], t: float) -> Pane:
-            bucket = int(t // res0) * res0
-            key = (family, labels, bucket)
-            p = cache.get(key)
-            if p is None:
-                series = (family, limiter.labels(family, labels))
-                if bucket < late_before:
-                    p = late.setdefault((series, bucket), Pane())
-                else:
-                    p = panes.setdefault(bucket, {}).setdefault(series, Pane())
-                cache[key] = p
-            return p
-
-        if not events:
-            return self.advance(self.watermark())
-        times = [e.time for e in events]
-        newest = max(times)
+        if others:
+            newest = max(newest, max(e.time for e in others))
+            late_events += sum(1 for e in others if e.time < late_before)
+            self._others(others, late_before, late)
         if newest > self.source_time.get(source, -math.inf):
             self.source_time[source] = newest
-        if min(times) < late_before:
-            self.stats["late_events"] += sum(1 for t in times if t < late_before)
+        self.stats["late_events"] += late_events
         self.stats["events"] += len(events)
-        reqs = [e for e in events if type(e) is Request]
-        if reqs:
-            extract_series.requests(reqs, res0, pane)
-            if self.live is not None:
-                self.live.add(reqs)
-        if len(reqs) < len(events):
-            for e in events:
-                extract = extract_series.EXTRACTORS.get(type(e))
-                if extract is not None:
-                    extract(e, pane)
-                elif type(e) is Annotation:
-                    self.annotations.append(e)
 
         out: list[Rollup] = []
-        if late:
+        if late or late_requests:
+            closed: dict[tuple[SeriesKey, int], Aggregate] = {}
+            for bucket, pane in late_requests.items():
+                for series, agg in pane.close(self.index).items():
+                    closed[(series, bucket)] = agg
+            for key, p in late.items():
+                agg = p.close()
+                if key in closed:
+                    closed[key].merge(agg)
+                else:
+                    closed[key] = agg
             deltas: dict[tuple[int, SeriesKey, int], Aggregate] = {}
-            for (series, bucket), p in sorted(late.items(), key=lambda kv: kv[0][1]):
-                self._cascade(0, series, bucket, p.close(), deltas)
+            for (series, bucket), agg in sorted(closed.items(), key=lambda kv: kv[0][1]):
+                self._cascade(0, series, bucket, agg, deltas)
             out.extend(Rollup(series[0], series[1], self.resolutions[level], start, agg,
                               late=True, tag=tag)
                        for (level, series, start), agg in deltas.items())
         out.extend(self.advance(self.watermark()))
         return out
+
+    def _others(self, events: list[Event], late_before: float,
+                late: dict[tuple[SeriesKey, int], Pane]) -> None:
+        """The rarer event types, one small extractor each (``streams.series``)."""
+        res0 = self.resolutions[0]
+        panes = self.panes
+        limiter = self.limiter
+
+        def pane(family: str, labels: tuple[str, ...], t: float) -> Pane:
+            bucket = int(t // res0) * res0
+            series = (family, limiter.labels(family, labels))
+            if bucket < late_before:
+                return late.setdefault((series, bucket), Pane())
+            return panes.setdefault(bucket, {}).setdefault(series, Pane())
+
+        for e in events:
+            extract = extract_series.EXTRACTORS.get(type(e))
+            if extract is not None:
+                extract(e, pane)
+            elif type(e) is Annotation:
+                self.annotations.append(e)
 
     def watermark(self) -> float:
         if not self.source_time:
@@ -147,9 +178,9 @@ class Engine:
             return []
         out: list[Rollup] = []
         res0 = self.resolutions[0]
-        for bucket in sorted(b for b in self.panes if b + res0 <= watermark):
-            for series, p in self.panes.pop(bucket).items():
-                agg = p.close()
+        for bucket in sorted(b for b in {*self.panes, *self.request_panes}
+                             if b + res0 <= watermark):
+            for series, agg in self._close_bucket(bucket).items():
                 out.append(Rollup(series[0], series[1], res0, bucket, agg))
                 self._merge_up(1, series, bucket, agg)
         for level in range(1, len(self.resolutions)):
@@ -160,6 +191,18 @@ class Engine:
                     out.append(Rollup(series[0], series[1], res, bucket, agg))
                     self._merge_up(level + 1, series, bucket, agg)
         self.closed_until = watermark
+        return out
+
+    def _close_bucket(self, bucket: int) -> dict[SeriesKey, Aggregate]:
+        """Every series' aggregate of a base bucket: requests' (columns) and the others'."""
+        pane = self.request_panes.pop(bucket, None)
+        out = pane.close(self.index) if pane is not None else {}
+        for series, p in self.panes.pop(bucket, {}).items():
+            agg = p.close()
+            if series in out:
+                out[series].merge(agg)
+            else:
+                out[series] = agg
         return out
 
     def flush(self) -> list[Rollup]:
@@ -201,44 +244,77 @@ class Engine:
     # -- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        """All open state, so a restarted worker resumes exactly where this one stood."""
-        def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode()
+        """All open state, so a restarted worker resumes exactly where this one stood.
 
-        for series in self.panes.values():
-            for p in series.values():
-                p.fold_candidates()  # exemplars merge exactly, so folding early changes nothing
-        panes = [[bucket, fam, list(labels), b64(p.agg.to_bytes()),
-                  {n: b64(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
+        A JSON header, then the binary parts it points to (column arrays, digests) back to back:
+        no base64, so a checkpoint costs little more than copying the open panes' memory."""
+        blobs: list[bytes] = []
+
+        def blob(data: bytes) -> int:
+            blobs.append(data)
+            return len(blobs) - 1
+
+        panes = [[bucket, fam, list(labels), blob(p.agg.to_bytes()),
+                  {n: blob(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
                  for bucket, series in self.panes.items() for (fam, labels), p in series.items()]
-        buckets = [[level, bucket, fam, list(labels), b64(agg.to_bytes())]
+        buckets = [[level, bucket, fam, list(labels), blob(agg.to_bytes())]
                    for level, by_bucket in enumerate(self.buckets)
                    for bucket, series in by_bucket.items()
                    for (fam, labels), agg in series.items()]
-        return orjson.dumps({
+        requests = []
+        for bucket, rp in self.request_panes.items():
+            rp.fold(self.index)  # exemplars merge exactly, so folding early changes nothing
+            requests.append([bucket, [blob(c.tobytes()) for c in rp.columns()],
+                             blob(_requests_encoder.encode(rp.candidates)),
+                             blob(rp.candidate_combos.tobytes())])
+        header = orjson.dumps({
             "resolutions": self.resolutions, "lateness": self.lateness,
             "closed_until": None if self.closed_until == -math.inf else self.closed_until,
             "source_time": self.source_time, "panes": panes, "buckets": buckets,
-            "stats": dict(self.stats),
+            "requests": requests, "combos": self.index.state(), "stats": dict(self.stats),
             "limiter": [[f, i, sorted(v)] for (f, i), v in self.limiter.values.items()],
+            "blobs": [len(b) for b in blobs],
         })
+        return b"".join([SNAPSHOT_MAGIC, len(header).to_bytes(4, "big"), header, *blobs])
 
     @classmethod
     def restore(cls, data: bytes, max_label_values: int = 1000) -> Engine:
-        obj = orjson.loads(data)
+        if not data.startswith(SNAPSHOT_MAGIC):
+            raise ValueError("not an engine checkpoint of this version")
+        pos = len(SNAPSHOT_MAGIC) + 4
+        size = int.from_bytes(data[pos - 4:pos], "big")
+        obj = orjson.loads(data[pos:pos + size])
+        blobs, pos = [], pos + size
+        for length in obj["blobs"]:
+            blobs.append(data[pos:pos + length])
+            pos += length
         eng = cls(tuple(obj["resolutions"]), obj["lateness"], max_label_values)
         eng.closed_until = -math.inf if obj["closed_until"] is None else obj["closed_until"]
         eng.source_time = obj["source_time"]
         eng.stats.update(obj["stats"])
+        for fam, i, values in obj["limiter"]:
+            eng.limiter.values[(fam, i)] = set(values)
+        eng.index.load(obj["combos"])
         for bucket, fam, labels, agg, values in obj["panes"]:
             p = Pane()
-            p.agg = Aggregate.from_bytes(base64.b64decode(agg))
+            p.agg = Aggregate.from_bytes(blobs[agg])
             for name, raw in values.items():
-                p.compacted[name] = [np.frombuffer(base64.b64decode(raw), dtype=np.float64)]
+                p.compacted[name] = [np.frombuffer(blobs[raw], dtype=np.float64)]
             eng.panes.setdefault(bucket, {})[(fam, tuple(labels))] = p
         for level, bucket, fam, labels, agg in obj["buckets"]:
             eng.buckets[level].setdefault(bucket, {})[(fam, tuple(labels))] = \
-                Aggregate.from_bytes(base64.b64decode(agg))
-        for fam, i, values in obj["limiter"]:
-            eng.limiter.values[(fam, i)] = set(values)
+                Aggregate.from_bytes(blobs[agg])
+        for bucket, columns, candidates, combos in obj["requests"]:
+            rp = RequestPane()
+            rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
+                                   for i, t in zip(columns, Columns.DTYPES, strict=True)))]
+            rp.folded = len(rp.chunks[0].combo)
+            rp.candidates = _requests_decoder.decode(blobs[candidates])
+            rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
+            eng.request_panes[bucket] = rp
         return eng
+
+
+SNAPSHOT_MAGIC = b"SPENG2"
+_requests_encoder = msgspec.json.Encoder()
+_requests_decoder = msgspec.json.Decoder(list[Request])

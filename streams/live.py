@@ -1,10 +1,14 @@
 """Live state for sub-second views (R10.1): the last few minutes of requests at 1 s resolution,
 per pool and overall, held in memory so the API answers without a store round trip.
 
->>> from schemas.events import Request
+The engine hands over each batch's columns as they are; they are folded into per-second,
+per-pool summaries only when someone reads (or when enough are pending), so a stream nobody
+watches pays one list append per batch, and a watched one a few numpy calls per read.
+
+>>> import numpy as np
 >>> live = LiveState(window_s=60)
->>> live.add([Request(time=1_800_000_000.2, pool="a", command="c", duration_us=d, status="ok")
-...           for d in (100, 200, 300)])
+>>> live.add(np.array([1_800_000_000.2] * 3), np.zeros(3, np.int32), ["a"],
+...          np.array([100, 200, 300]), np.zeros(3, bool))
 >>> [(r["pool"], r["requests"], r["max_s"]) for r in live.rows(since=0)]
 [('', 3, 0.0003), ('a', 3, 0.0003)]
 """
@@ -15,11 +19,11 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+import numpy as np
 from fastdigest import TDigest
 
-from schemas.events import Request
-
 ALL = ""  # the pool label of the overall series
+FOLD_AT = 50_000  # pending requests that trigger a fold without a reader
 
 
 class _Second:
@@ -38,43 +42,74 @@ class LiveState:
         self._newest = 0
         self._version = 0
         self._lock = threading.Lock()
+        self._pending: list[tuple[np.ndarray, ...]] = []
+        self._pending_n = 0
+        self._pools: list[str] = []
         # Monotonic since start, per pool: [requests, errors, duration seconds], for counters.
-        self.totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+        self._totals: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
 
-    def add(self, reqs: list[Request]) -> None:
-        groups: dict[tuple[int, str], list[Request]] = defaultdict(list)
-        for e in reqs:
-            groups[(int(e.time), e.pool)].append(e)
+    def add(self, times: np.ndarray, pools: np.ndarray, pool_names: list[str],
+            durations_us: np.ndarray, errors: np.ndarray) -> None:
+        """A batch of requests: event times, pool codes into ``pool_names`` (a list that only
+        grows), durations and error flags."""
         with self._lock:
+            self._pools = pool_names
+            self._pending.append((times.astype(np.int64), pools, durations_us, errors))
+            self._pending_n += len(times)
             self._version += 1
-            for (sec, pool), es in groups.items():
-                durations = [e.duration_us for e in es]
-                errors = sum(e.status != "ok" for e in es)
-                for name in (pool, ALL):
-                    total = self.totals[name]
-                    total[0] += len(es)
-                    total[1] += errors
-                    total[2] += sum(durations) / 1e6
-                if sec <= self._newest - self.window_s:
-                    continue  # older than the live window: the rollups have it
-                for key in ((sec, pool), (sec, ALL)):
-                    s = self._seconds.get(key)
-                    if s is None:
-                        s = self._seconds[key] = _Second()
-                    s.requests += len(es)
-                    s.errors += errors
-                    s.busy_us += sum(durations)
-                    s.max_us = max(s.max_us, max(durations))
-                    s.digest.merge_inplace(TDigest.from_values(durations, max_centroids=200))
-                    s.version = self._version
-                self._newest = max(self._newest, sec)
-            horizon = self._newest - self.window_s
-            for key in [k for k in self._seconds if k[0] <= horizon]:
-                del self._seconds[key]
+            if self._pending_n >= FOLD_AT:
+                self._fold()
+
+    def _fold(self) -> None:
+        if not self._pending:
+            return
+        secs, pools, durations, errors = (np.concatenate(c) for c in zip(*self._pending, strict=True))
+        self._pending, self._pending_n = [], 0
+        n_pools = len(self._pools)
+        keys = secs * n_pools + pools
+        order = np.argsort(keys, kind="stable")
+        keys, durations, errors = keys[order], durations[order], errors[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        ends = np.r_[starts[1:], len(keys)]
+        for key, a, b in zip(keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
+            sec, pool = divmod(key, n_pools)
+            pool_name = self._pools[pool]
+            d = durations[a:b]
+            count, n_errors, busy = b - a, int(errors[a:b].sum()), int(d.sum())
+            for name in (pool_name, ALL):
+                total = self._totals[name]
+                total[0] += count
+                total[1] += n_errors
+                total[2] += busy / 1e6
+            if sec <= self._newest - self.window_s:
+                continue  # older than the live window: the rollups have it
+            digest = TDigest.from_values(d.astype(np.float64), max_centroids=200)
+            for k in ((sec, pool_name), (sec, ALL)):
+                s = self._seconds.get(k)
+                if s is None:
+                    s = self._seconds[k] = _Second()
+                s.requests += count
+                s.errors += n_errors
+                s.busy_us += busy
+                s.max_us = max(s.max_us, int(d.max()))
+                s.digest.merge_inplace(digest)
+                s.version = self._version
+            self._newest = max(self._newest, sec)
+        horizon = self._newest - self.window_s
+        for k in [k for k in self._seconds if k[0] <= horizon]:
+            del self._seconds[k]
+
+    @property
+    def totals(self) -> dict[str, list[float]]:
+        """Per pool (and ``ALL``): requests, errors and duration seconds since start."""
+        with self._lock:
+            self._fold()
+            return {pool: list(t) for pool, t in self._totals.items()}
 
     def recent(self, seconds: int = 60) -> dict[str, TDigest]:
         """Per pool, the merged digest of the last ``seconds`` (for summary quantiles)."""
         with self._lock:
+            self._fold()
             out: dict[str, TDigest] = {}
             for (sec, pool), s in self._seconds.items():
                 if sec > self._newest - seconds:
@@ -91,6 +126,7 @@ class LiveState:
     def rows(self, since: int = 0, seconds: int | None = None) -> list[dict[str, Any]]:
         """Per-second rows changed after version ``since`` (optionally only the last N seconds)."""
         with self._lock:
+            self._fold()
             low = self._newest - seconds if seconds else -1
             out = []
             for (sec, pool), s in sorted(self._seconds.items()):

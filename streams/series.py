@@ -5,20 +5,19 @@ names (its dimensions); a series is one combination of label values. Each update
 increment, a gauge sample, or a value for a distribution; units stay as the event carries them
 (microseconds, bytes) so counts and sums are exact.
 
-Requests, by far the most numerous events, are grouped per batch and updated a group at a time
-(:func:`requests`); the rarer types go through one small function each.
+Requests, by far the most numerous events, are aggregated as columns (``streams.requests``);
+the rarer types go through one small function each here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from operator import attrgetter
 from typing import Any
 
 import numpy as np
 
 from schemas.events import Pool, Python, RequestStart, Resource, Session, Worker
-from streams.aggregate import EXEMPLARS, Aggregate
+from streams.aggregate import Aggregate
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "request": ("pool", "worker_profile", "adapter", "command", "python_env", "library",
@@ -55,27 +54,12 @@ class Pane:
     """
 
     COMPACT_AT = 32_768
-    CANDIDATES_AT = 128
-    __slots__ = ("agg", "values", "compacted", "candidates")
+    __slots__ = ("agg", "values", "compacted")
 
     def __init__(self) -> None:
         self.agg = Aggregate()
         self.values: dict[str, list[float]] = {}
         self.compacted: dict[str, list[np.ndarray]] = {}
-        self.candidates: list[Any] = []  # requests that may become exemplars
-
-    def add_candidates(self, requests: list[Any]) -> None:
-        """Buffer requests that may become exemplars; cut down to the possible ones every
-        ``CANDIDATES_AT``, so the cost per request is a list append and a C-level sort."""
-        self.candidates.extend(requests)
-        if len(self.candidates) > self.CANDIDATES_AT:
-            self.candidates = _exemplar_candidates(self.candidates)
-
-    def fold_candidates(self) -> None:
-        """Turn the buffered candidates into the aggregate's exemplars (at close, snapshot)."""
-        if self.candidates:
-            self.agg.add_exemplars([_exemplar(e) for e in _exemplar_candidates(self.candidates)])
-            self.candidates = []
 
     def add_values(self, name: str, values: list[float]) -> None:
         v = self.values.get(name)
@@ -96,7 +80,6 @@ class Pane:
         return set(self.values) | set(self.compacted)
 
     def close(self) -> Aggregate:
-        self.fold_candidates()
         for name in sorted(self.names()):
             self.agg.add_values(name, np.sort(self.raw_values(name)).tolist())
         self.values, self.compacted = {}, {}
@@ -135,114 +118,6 @@ class CardinalityLimiter:
 
 # pane(family, labels, event_time) -> the Pane that event updates
 PaneFor = Callable[[str, tuple[str, ...], float], Pane]
-
-_request_key = attrgetter("pool", "worker_profile", "adapter", "command", "python_env", "library",
-                          "segment", "node")
-_worker_key = attrgetter("pool", "worker_id")
-_time = attrgetter("time")
-
-
-def requests(reqs: list[Any], resolution: int, pane: PaneFor) -> None:
-    """Group a batch's requests by series and bucket, then update each group in bulk.
-
-    Requests feed two families: ``request`` (by the request dimensions) and ``worker`` (by pool
-    and worker); each is grouped separately so that neither pays for the other's cardinality.
-    """
-    times = [e.time for e in reqs]
-    lo = int(min(times) // resolution)
-    if lo == int(max(times) // resolution):  # the common case: one bucket for the whole batch
-        batches = [(lo * resolution, reqs)]
-    else:
-        split: dict[int, list[Any]] = {}
-        for e in reqs:
-            split.setdefault(int(e.time // resolution), []).append(e)
-        batches = [(b * resolution, es) for b, es in sorted(split.items())]
-    for t, es in batches:
-        for key, g in _group(es, _request_key).items():
-            _request_group(tuple(v or "" for v in key), g, t, pane)
-        for (pool_name, worker_id), g in _group(es, _worker_key).items():
-            _worker_group((pool_name, worker_id or ""), g, t, pane)
-
-
-def _group(events: list[Any], key: Callable[[Any], Any]) -> dict[Any, list[Any]]:
-    groups: dict[Any, list[Any]] = {}
-    for e in events:
-        k = key(e)
-        g = groups.get(k)
-        if g is None:
-            groups[k] = [e]
-        else:
-            g.append(e)
-    return groups
-
-
-def _request_group(labels: tuple[str, ...], g: list[Any], t: float, pane: PaneFor) -> None:
-    durations = [e.duration_us for e in g]
-    statuses = [e.status for e in g]
-    n = len(g)
-    busy = sum(durations)
-    not_ok = n - statuses.count("ok")
-    timeouts = statuses.count("timeout") if not_ok else 0
-    retries = sum(e.retries for e in g if e.retries)
-    waits = [e.queue_wait_us for e in g if e.queue_wait_us is not None]
-    pys = [e for e in g if e.python_us is not None]
-    python = [e.python_us for e in pys]
-    overhead = [e.duration_us - e.python_us if e.duration_us > e.python_us else 0 for e in pys]
-    for target in (labels, (labels[0], *_ALL7), (ALL, *_ALL7)):
-        p = pane("request", target, t)
-        c = p.agg.counters
-        c["requests"] = c.get("requests", 0) + n
-        c["busy_us"] = c.get("busy_us", 0) + busy
-        if not_ok:
-            c["errors"] = c.get("errors", 0) + not_ok - timeouts
-            if timeouts:
-                c["timeouts"] = c.get("timeouts", 0) + timeouts
-        if retries:
-            c["retries"] = c.get("retries", 0) + retries
-        p.add_values("duration_us", durations)
-        if waits:
-            p.add_values("queue_wait_us", waits)
-        if pys:
-            p.add_values("python_us", python)
-            p.add_values("overhead_us", overhead)
-
-
-def _worker_group(labels: tuple[str, str], g: list[Any], t: float, pane: PaneFor) -> None:
-    durations = [e.duration_us for e in g]
-    n = len(g)
-    w = pane("worker", labels, t)
-    c = w.agg.counters
-    c["requests"] = c.get("requests", 0) + n
-    # A worker is busy from taking a request to finishing it: the queue wait before is not its.
-    waits = sum(e.queue_wait_us for e in g if e.queue_wait_us)
-    c["busy_us"] = c.get("busy_us", 0) + sum(durations) - waits
-    errors = n - [e.status for e in g].count("ok")
-    if errors:
-        c["errors"] = c.get("errors", 0) + errors
-    w.add_values("duration_us", durations)
-    w.add_candidates(g)
-
-
-_duration = attrgetter("duration_us")
-
-
-def _exemplar_candidates(requests: list[Any]) -> list[Any]:
-    """The slowest and the sampled requests, chosen as :func:`streams.aggregate.select_exemplars`
-    chooses (by (duration, time), sampled by its hash) with C-level keys and sorts."""
-    keys = list(zip(map(_duration, requests), map(_time, requests), strict=True))
-    by_key = dict(zip(keys, requests, strict=True))  # equal requests count once
-    if len(by_key) <= 2 * EXEMPLARS:
-        return list(by_key.values())
-    ordered = sorted(by_key)
-    chosen = ordered[-EXEMPLARS:] + sorted(ordered, key=hash)[:EXEMPLARS]
-    return [by_key[k] for k in chosen]
-
-
-def _exemplar(e: Any) -> dict[str, Any]:
-    return {"time": e.time, "duration_us": e.duration_us, "status": e.status,
-            "command": e.command, "trace_id": e.trace_id or "", "adapter": e.adapter or "",
-            "queue_wait_us": e.queue_wait_us, "python_us": e.python_us,
-            "session_id": e.session_id or "", "error": e.error or ""}
 
 
 def request_start(e: RequestStart, pane: PaneFor) -> None:
