@@ -84,8 +84,11 @@ class Engine:
         res0 = self.resolutions[0]
         late_before = math.floor(self.closed_until / res0) * res0 if self.closed_until > -math.inf \
             else -math.inf
-        reqs = [e for e in events if type(e) is Request]
-        others = [e for e in events if type(e) is not Request] if len(reqs) < len(events) else []
+        if set(map(type, events)) == {Request}:  # the common case, checked in C
+            reqs, others = events, []
+        else:
+            reqs = [e for e in events if type(e) is Request]
+            others = [e for e in events if type(e) is not Request]
         late_requests: dict[int, RequestPane] = {}
         newest = -math.inf
         late_events = 0
