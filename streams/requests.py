@@ -188,17 +188,30 @@ def pick_exemplars(worker: np.ndarray, duration: np.ndarray, time: np.ndarray,
     hashes = sample_hashes(duration, time)
     order, _, bounds = _groups(worker)
     keep = []
-    wide = 4 * k
     for a, b in bounds.tolist():
         rows = order[a:b]
-        if b - a > wide:
+        if b - a > 4 * k:
             d, h = duration[rows], hashes[rows]
-            top = np.unique(np.partition(d, b - a - wide)[b - a - wide:])
-            low = np.unique(np.partition(h, wide)[:wide])
-            if len(top) >= k and len(low) >= k:  # else heavy duplicates: keep the whole group
-                rows = rows[(d >= top[-k]) | (h <= low[k - 1])]
+            rows = rows[(d >= _kth_distinct(d, k, largest=True))
+                        | (h <= _kth_distinct(h, k, largest=False))]
         keep.append(rows)
     return np.sort(np.concatenate(keep))
+
+
+def _kth_distinct(values: np.ndarray, k: int, largest: bool) -> Any:
+    """The k-th largest (or smallest) distinct value, looking at as few values as it can."""
+    n, wide = len(values), 4 * k
+    while wide < n:
+        part = np.partition(values, n - wide)[n - wide:] if largest else \
+            np.partition(values, wide)[:wide]
+        distinct = np.unique(part)
+        if len(distinct) >= k:
+            return distinct[-k] if largest else distinct[k - 1]
+        wide *= 4
+    distinct = np.unique(values)
+    if len(distinct) < k:
+        return distinct[0] if largest else distinct[-1]
+    return distinct[-k] if largest else distinct[k - 1]
 
 
 def exemplar(e: Request) -> dict[str, Any]:
