@@ -74,26 +74,35 @@ class SQLiteStore:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
+                rows: dict[tuple[str, str, int, int, str], Aggregate] = {}
+                seen: dict[tuple[str, str], list[int]] = {}  # series -> [first, last] seen
                 for r in rollups:
                     labels = orjson.dumps(r.labels).decode()
                     agg = r.agg
-                    key_shard = shard if r.tag is None else f"{shard}@{r.tag}"
-                    if r.late and r.tag is None:
-                        row = db.execute(
-                            "SELECT agg FROM rollups WHERE family=? AND labels=? AND resolution=?"
-                            " AND bucket=? AND shard=?",
-                            (r.family, labels, r.resolution, r.bucket, key_shard)).fetchone()
-                        if row is not None:
-                            agg = Aggregate.from_bytes(row[0])
+                    key = (r.family, labels, r.resolution, r.bucket,
+                           shard if r.tag is None else f"{shard}@{r.tag}")
+                    if r.late and r.tag is None:  # merge into what is stored (or about to be)
+                        before = rows.get(key)
+                        if before is None:
+                            row = db.execute(
+                                "SELECT agg FROM rollups WHERE family=? AND labels=? AND "
+                                "resolution=? AND bucket=? AND shard=?", key).fetchone()
+                            before = None if row is None else Aggregate.from_bytes(row[0])
+                        if before is not None:
+                            agg = before.copy()
                             agg.merge(r.agg)
-                    db.execute("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)",
-                               (r.family, labels, r.resolution, r.bucket, key_shard,
-                                agg.to_bytes()))
-                    db.execute(
-                        "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (family, labels) DO "
-                        "UPDATE SET first_seen=min(first_seen, excluded.first_seen), "
-                        "last_seen=max(last_seen, excluded.last_seen)",
-                        (r.family, labels, r.bucket, r.bucket + r.resolution))
+                    rows[key] = agg
+                    span = seen.setdefault((r.family, labels), [r.bucket, r.bucket + r.resolution])
+                    span[0] = min(span[0], r.bucket)
+                    span[1] = max(span[1], r.bucket + r.resolution)
+                db.executemany("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)",
+                               [(*key, agg.to_bytes()) for key, agg in rows.items()])
+                db.executemany(
+                    "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (family, labels) DO "
+                    "UPDATE SET first_seen=min(first_seen, excluded.first_seen), "
+                    "last_seen=max(last_seen, excluded.last_seen)",
+                    [(family, labels, first, last) for (family, labels), (first, last)
+                     in seen.items()])
                 if checkpoint is not None:
                     name, cp = checkpoint
                     db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?)",

@@ -206,6 +206,11 @@ class Dist:
         return _compressor().compress(self._digest.to_bytes())
 
     def header(self, name: str, blob: bytes) -> list[Any]:
+        if self.count and self._digest is not None and len(self.known) < len(KNOWN_QUANTILES):
+            # one call for all of them; clamped to the exact extremes as :meth:`quantile` does
+            values = self._digest.quantile_vec(list(KNOWN_QUANTILES))
+            self.known = {q: min(max(v, self.min), self.max)
+                          for q, v in zip(KNOWN_QUANTILES, values, strict=True)}
         quantiles = {str(q): self.quantile(q) for q in KNOWN_QUANTILES}
         return [name, self.count, self.sum, self.min, self.max, len(blob), quantiles]
 
