@@ -27,8 +27,11 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
     return best
 
 
-def batches(n_events: int, per_message: int = 500, seed: int = 1) -> list[bytes]:
-    events = requests(n_events, n_events / 1000, seed=seed,
+def batches(n_events: int, per_message: int = 500, seed: int = 1,
+            seconds: float | None = None) -> list[bytes]:
+    """Requests of 4 pools, 7 workers, 2 commands, encoded ``per_message`` to a batch, spread
+    over ``seconds`` of event time (default: 1,000 requests per second)."""
+    events = requests(n_events, n_events / 1000 if seconds is None else seconds, seed=seed,
                       pools=tuple(f"pool-{i}" for i in range(4)))
     enc = msgspec.json.Encoder()
     return [enc.encode(events[i:i + per_message]) for i in range(0, n_events, per_message)]
