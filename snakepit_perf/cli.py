@@ -186,7 +186,7 @@ def _cmd_worker(args: argparse.Namespace, settings: config.Settings) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     worker = build_worker(settings)
-    print(f"worker consuming {settings.kafka.events_topic} at {settings.kafka.bootstrap} "
+    print(f"Faust worker consuming {settings.kafka.events_topic} at {settings.kafka.bootstrap} "
           f"(group {settings.kafka.consumer_group}), storing to Cassandra "
           f"{','.join(settings.cassandra.hosts)}:{settings.cassandra.port}", flush=True)
     worker.run(should_stop=lambda: bool(stopping))

@@ -18,7 +18,7 @@ from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
-from streams.kafka_worker import KafkaWorker
+from streams.faust_worker import FaustWorker
 
 
 class KafkaSink:
@@ -43,7 +43,7 @@ def alerts_checkpoint(settings: Settings) -> str:
     return f"alerts:{settings.kafka.consumer_group}"
 
 
-def build_worker(settings: Settings) -> KafkaWorker:
+def build_worker(settings: Settings) -> FaustWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
     store = cassandra_store(settings)
@@ -54,8 +54,8 @@ def build_worker(settings: Settings) -> KafkaWorker:
                          checkpoint=alerts_checkpoint(settings), shared=True,
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
-    return KafkaWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
-                       on_minutes=alerts.consume)
+    return FaustWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
+                       on_minutes=alerts.consume, data_dir=settings.data_dir / "faust")
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:

@@ -12,7 +12,7 @@ from confluent_kafka import Consumer
 from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner
 from simulator.model import Incident, Simulation
-from streams.kafka_worker import KafkaWorker
+from streams.faust_worker import FaustWorker
 from tests.integration import kafka_helpers as kh
 from tests.support import T0
 
@@ -40,7 +40,7 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
         """A worker with its alert runner, as `snakepit-perf worker` wires them, until ``until``."""
         alerts = AlertRunner(outputs=[KafkaAlertPublisher(kafka_bootstrap, alerts_topic)],
                              store=store, checkpoint=f"alerts:{unique_name}", shared=True)
-        worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
+        worker = FaustWorker(store, kafka_bootstrap, topic, group=unique_name,
                              dlq_topic=f"{topic}.dlq", on_minutes=alerts.consume)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})

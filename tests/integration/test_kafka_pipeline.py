@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Producer
 
 from store.base import SeriesRef
 from streams.aggregate import Aggregate
-from streams.kafka_worker import KafkaWorker
+from streams.faust_worker import FaustWorker
 from streams.series import ALL
 from tests.integration import kafka_helpers as kh
 from tests.support import T0, exact_quantile, requests
@@ -48,7 +48,7 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
     assert raw.flush(30) == 0
 
     store = cassandra_stores(unique_name)
-    worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
+    worker = FaustWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq")
     ends = kh.end_offsets(kafka_bootstrap, topic)
     stop = threading.Event()

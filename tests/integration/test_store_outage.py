@@ -11,7 +11,7 @@ import pytest
 from infra import local
 from snakepit_perf import config
 from store.base import SeriesRef
-from streams.kafka_worker import KafkaWorker
+from streams.faust_worker import FaustWorker
 from streams.series import ALL
 from tests.integration import kafka_helpers as kh
 from tests.support import T0, requests
@@ -31,7 +31,7 @@ def test_cassandra_stopped_for_30s_loses_nothing(kafka_bootstrap, local_servers,
     events = requests(200_000, 1200, pools=tuple(f"pool-{i}" for i in range(6)))
     closing = requests(6, 1, pools=tuple(f"pool-{i}" for i in range(6)), start=T0 + 3700)
     store = cassandra_stores(unique_name)
-    worker = KafkaWorker(store, kafka_bootstrap, topic, group=unique_name,
+    worker = FaustWorker(store, kafka_bootstrap, topic, group=unique_name,
                          dlq_topic=f"{topic}.dlq")
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})

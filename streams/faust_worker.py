@@ -1,0 +1,149 @@
+"""The distributed stream worker: a Faust app whose agent feeds ``snakepit.events`` to one engine
+per partition (``streams.partitions``), in a consumer group whose partitions spread over any
+number of worker processes and hosts.
+
+Faust does the consuming, the group membership and the offset commits; the engine and the
+exactly-once bookkeeping stay framework-free. The agent's stream does not acknowledge messages
+by itself: a message is acknowledged (so Faust may commit its offset) only once a stored
+checkpoint covers it, which keeps Kafka's committed offsets at or behind the checkpoints, where
+a restarted or rebalanced worker must begin. Dead letters go through a confluent-kafka producer
+that is flushed before each checkpoint, so a checkpoint never covers an undelivered reject.
+
+A failing store blocks the agent until a checkpoint can be written again: Faust's buffers fill
+and it stops fetching (backpressure), group heartbeats go on, and nothing is dropped. (Faust's
+``pause_partitions`` is not used for this: it discards records already fetched.) Store writes
+run on a thread, so the event loop stays responsive while Cassandra is slow; the agent does not
+touch the engines meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from confluent_kafka import Producer
+from faust.types import TP
+
+from schemas.decode import Reject
+from store.base import RollupStore
+from streams.engine import Rollup
+from streams.partitions import Partitions
+
+log = logging.getLogger(__name__)
+
+
+class FaustWorker:
+    def __init__(self, store: RollupStore, bootstrap: str, topic: str = "snakepit.events",
+                 group: str = "snakepit-perf-workers", dlq_topic: str = "snakepit.events.dlq",
+                 lateness: float = 5.0, commit_interval: float = 1.0,
+                 max_pending_rollups: int = 200_000, max_label_values: int = 1000,
+                 on_minutes: Callable[[list[Rollup]], None] | None = None,
+                 data_dir: Path | None = None) -> None:
+        self.topic = topic
+        self.dlq_topic = dlq_topic
+        self.max_pending_rollups = max_pending_rollups
+        self.partitions = Partitions(store, topic, group, self._dead_letter, lateness,
+                                     max_label_values, on_minutes)
+        self._dlq = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                              "enable.idempotence": True})
+        self._held: list[Any] = []  # events handled, not yet covered by a stored checkpoint
+        self._lock: asyncio.Lock | None = None  # engines are touched by one party at a time
+        self._failures = 0
+        self.app = faust.App(
+            group, broker=f"kafka://{bootstrap}", autodiscover=False, web_enabled=False,
+            # Faust keeps table files here; this app has no tables, so nothing of value.
+            datadir=str(data_dir or Path(tempfile.gettempdir()) / "snakepit-perf-faust"),
+            topic_disable_leader=True, store="memory://", consumer_auto_offset_reset="earliest",
+            stream_wait_empty=False, broker_commit_interval=commit_interval,
+            consumer_max_fetch_size=16 * 1024 * 1024, broker_max_poll_records=1000,
+            # A crashed worker's partitions move on after 10 s rather than the 60 s default.
+            broker_session_timeout=10.0, broker_heartbeat_interval=2.0)
+        events = self.app.topic(topic, key_type=bytes, value_type=bytes,
+                                key_serializer="raw", value_serializer="raw")
+        self.app.agent(events, name="aggregate")(self._aggregate)
+        self.app.timer(commit_interval, name="checkpoint")(self._checkpoint)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.partitions.stats
+
+    # -- the agent ----------------------------------------------------------------------------
+
+    async def _aggregate(self, stream: faust.StreamT) -> None:
+        async for event in stream.noack().events():
+            message = event.message
+            if message.tp not in self.app.consumer.assignment():
+                continue  # fetched before its partition moved to another worker
+            async with self._engines():
+                self.partitions.handle(message.partition, message.offset, message.value)
+                self._held.append(event)
+            if self._failures or self.partitions.pending_rollups() > self.max_pending_rollups:
+                while not await self._commit():  # backpressure: wait for the store
+                    await asyncio.sleep(min(5.0, 0.5 * self._failures))
+
+    async def _checkpoint(self) -> None:
+        await self._commit()
+
+    def _engines(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    async def _commit(self) -> bool:
+        """Store rollups and checkpoints (on a thread), then acknowledge the events they cover."""
+        async with self._engines():
+            done = await asyncio.get_running_loop().run_in_executor(None, self._store)
+            if done is None:
+                self._failures += 1
+                return False
+            held, self._held = self._held, []
+            for event in held:
+                event.ack()
+            if self._failures:
+                log.info("store writes recovered after %d failed attempts", self._failures)
+                self._failures = 0
+            return True
+
+    def _store(self) -> dict[int, int] | None:
+        if self._dlq.flush(30) > 0:
+            log.error("dead-letter messages not delivered; checkpoint postponed")
+            return None
+        return self.partitions.commit()
+
+    async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
+        await self._commit()  # if the store is down, the next owner replays from the checkpoint
+        async with self._engines():
+            gone = {tp.partition for tp in revoked if tp.topic == self.topic}
+            self.partitions.release(gone)
+            # never acknowledge what no stored checkpoint covers
+            self._held = [e for e in self._held if e.message.partition not in gone]
+
+    def _dead_letter(self, partition: int, offset: int, rejects: list[Reject]) -> None:
+        where = f"kafka:{self.topic}/{partition}@{offset}"
+        for r in rejects:
+            self._dlq.produce(self.dlq_topic, r.raw, key=f"{where}#{r.index}".encode(),
+                              headers={"reason": r.reason.encode(), "source": where.encode(),
+                                       "index": str(r.index).encode()})
+        self._dlq.poll(0)
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Run until ``should_stop()``; a final checkpoint is written on the way out."""
+        asyncio.run(self._run(should_stop))
+
+    async def _run(self, should_stop: Callable[[], bool]) -> None:
+        await self.app.start()
+        try:
+            while not should_stop() and not self.app.should_stop:
+                await asyncio.sleep(0.05)
+            await self._commit()
+        finally:
+            await self.app.stop()
+            self._dlq.flush(30)

@@ -1,0 +1,139 @@
+"""Exactly-once aggregation of a partitioned topic, independent of the Kafka client that feeds it.
+
+Three rules give exactly-once results:
+
+1. one engine per partition, fed one message at a time, so its output depends only on the
+   partition's own message sequence (never on batch sizes, timing or which worker holds it);
+2. rollups are written idempotently (shard = topic:partition; a late delta's shard also names
+   the offset it came from), *then* a checkpoint of the engine's open state with the next offset;
+3. a partition (newly assigned, or after a restart) resumes from its checkpoint: state restored,
+   and every message below the checkpointed offset is skipped.
+
+A crash between 2's two writes replays messages whose rollups are already stored; the replay
+rewrites the very same rows. The consumer's own committed offsets must never run ahead of the
+checkpoints (the runner commits only what :meth:`Partitions.commit` reports as stored), so the
+messages a restarted worker is handed start at or before its checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from schemas.decode import Reject, decode_json
+from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
+from streams.engine import Engine, Rollup
+
+log = logging.getLogger(__name__)
+
+# (partition, offset, rejects of that message) -> sent to the dead-letter topic
+DeadLetter = Callable[[int, int, list[Reject]], None]
+
+
+@dataclass
+class PartitionState:
+    engine: Engine
+    next_offset: int
+    pending: list[Rollup] = field(default_factory=list)
+    dirty: bool = False
+
+
+class Partitions:
+    """The engines of the partitions this worker holds, and their commits to the store."""
+
+    def __init__(self, store: RollupStore, topic: str, group: str, dead_letter: DeadLetter,
+                 lateness: float = 5.0, max_label_values: int = 1000,
+                 on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
+        self.store = store
+        self.topic = topic
+        self.group = group
+        self.dead_letter = dead_letter
+        self.lateness = lateness
+        self.max_label_values = max_label_values
+        # Gets the closed 1-minute rollups once stored (alerting: pools are keyed to partitions,
+        # so the worker that owns a partition sees each of its pools whole).
+        self.on_minutes = on_minutes
+        self.held: dict[int, PartitionState] = {}
+        self.stats = {"messages": 0, "events": 0, "rejects": 0, "skipped": 0,
+                      "store_failures": 0}
+        self._pending_rejects: list[RejectRecord] = []
+
+    def checkpoint_name(self, partition: int) -> str:
+        return f"{self.group}:{self.topic}:{partition}"
+
+    def resume(self, partition: int) -> PartitionState:
+        """The partition's state from its checkpoint (a fresh engine if it has none)."""
+        cp = self.store.load_checkpoint(self.checkpoint_name(partition))
+        if cp is None:
+            state = PartitionState(Engine(lateness=self.lateness,
+                                          max_label_values=self.max_label_values), 0)
+        else:
+            state = PartitionState(Engine.restore(cp.state, self.max_label_values),
+                                   cp.offsets[f"{self.topic}:{partition}"])
+        log.info("partition %d resumes at offset %d", partition, state.next_offset)
+        self.held[partition] = state
+        return state
+
+    def handle(self, partition: int, offset: int, value: bytes | None) -> None:
+        """One message. Messages below the checkpointed offset are already in the state."""
+        state = self.held.get(partition) or self.resume(partition)
+        if offset < state.next_offset:
+            self.stats["skipped"] += 1
+            return
+        decoded = decode_json(value or b"")
+        if decoded.rejects:
+            self.dead_letter(partition, offset, decoded.rejects)
+            where = f"kafka:{self.topic}/{partition}@{offset}"
+            now = time.time()
+            self._pending_rejects.extend(RejectRecord(now, f"{where}#{r.index}", r.reason, r.raw)
+                                         for r in decoded.rejects)
+            self.stats["rejects"] += len(decoded.rejects)
+        if decoded.events:
+            state.pending += state.engine.process(decoded.events, source=str(partition),
+                                                  tag=str(offset))
+        state.next_offset = offset + 1
+        state.dirty = True
+        self.stats["messages"] += 1
+        self.stats["events"] += len(decoded.events)
+
+    def pending_rollups(self) -> int:
+        return sum(len(s.pending) for s in self.held.values())
+
+    def commit(self, partitions: set[int] | None = None) -> dict[int, int] | None:
+        """Write pending rollups, then checkpoints. Returns the next offset of every partition
+        now covered by a stored checkpoint (what the consumer may commit), or None if the
+        store failed (nothing is lost: the state and pending rollups stay, to retry)."""
+        dirty = {p: s for p, s in self.held.items()
+                 if s.dirty and (partitions is None or p in partitions)}
+        if not dirty and not self._pending_rejects:
+            return {}
+        minutes: list[Rollup] = []
+        try:
+            if self._pending_rejects:
+                self.store.add_rejects(self._pending_rejects)
+                self._pending_rejects = []
+            for p, s in dirty.items():
+                minutes += [r for r in s.pending if r.resolution == 60 and not r.late]
+                if s.engine.annotations:  # ids are content-derived: replays rewrite, not add
+                    self.store.add_annotations([annotation_record(a)
+                                                for a in s.engine.annotations])
+                    s.engine.annotations = []
+                self.store.write(s.pending, shard=f"{self.topic}:{p}")
+                s.pending = []
+                self.store.write([], checkpoint=(self.checkpoint_name(p), Checkpoint(
+                    s.engine.snapshot(), {f"{self.topic}:{p}": s.next_offset})))
+                s.dirty = False
+        except Exception:
+            self.stats["store_failures"] += 1
+            log.exception("store write failed; holding the state until it recovers")
+            return None
+        if self.on_minutes is not None and minutes:
+            self.on_minutes(minutes)
+        return {p: s.next_offset for p, s in dirty.items()}
+
+    def release(self, partitions: set[int]) -> None:
+        """Partitions moved to another worker: forget them (after a final :meth:`commit`)."""
+        for p in partitions:
+            self.held.pop(p, None)
