@@ -1,0 +1,62 @@
+"""The exactly-once bookkeeping of the distributed worker, without a broker (the Faust runner
+around it is tested against the real Kafka and Cassandra in tests/integration)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from store.sqlite import SQLiteStore
+from streams.partitions import Partitions
+from tests.support import requests
+
+
+def _messages(n: int = 40, per: int = 100) -> list[bytes]:
+    events = requests(n * per, 120)
+    return [msgspec.json.encode(events[i:i + per]) for i in range(0, n * per, per)]
+
+
+class FlakyStore(SQLiteStore):
+    failing = False
+
+    def write(self, *args, **kwargs):
+        if self.failing:
+            raise ConnectionError("store down")
+        return super().write(*args, **kwargs)
+
+
+def test_a_resumed_partition_skips_what_its_checkpoint_covers(tmp_path):
+    store = SQLiteStore(tmp_path / "a.sqlite3")
+    msgs = _messages()
+    first = Partitions(store, "t", "g", dead_letter=lambda *a: None)
+    for offset, m in enumerate(msgs[:25]):
+        first.handle(0, offset, m)
+    assert first.commit() == {0: 25}
+    for offset, m in enumerate(msgs[25:30], start=25):
+        first.handle(0, offset, m)  # processed, never checkpointed: a crash loses it here
+    again = Partitions(store, "t", "g", dead_letter=lambda *a: None)
+    for offset, m in enumerate(msgs):  # the consumer replays from an older committed offset
+        again.handle(0, offset, m)
+    assert again.stats["skipped"] == 25 and again.stats["events"] == 15 * 100
+    assert again.held[0].next_offset == len(msgs)
+
+
+def test_a_failed_commit_keeps_everything_for_the_next_one(tmp_path):
+    store = FlakyStore(tmp_path / "b.sqlite3")
+    parts = Partitions(store, "t", "g", dead_letter=lambda *a: None)
+    for offset, m in enumerate(_messages()):
+        parts.handle(offset % 2, offset // 2, m)
+    store.failing = True
+    assert parts.commit() is None and parts.stats["store_failures"] == 1
+    store.failing = False
+    assert parts.commit() == {0: 20, 1: 20}
+    assert store.load_checkpoint("g:t:1").offsets == {"t:1": 20}
+
+
+def test_rejects_go_to_the_dead_letter_callback_with_their_offset(tmp_path):
+    store = SQLiteStore(tmp_path / "c.sqlite3")
+    letters = []
+    parts = Partitions(store, "t", "g", dead_letter=lambda p, o, r: letters.append((p, o, r)))
+    parts.handle(3, 7, b'[{"type": "request", "time": 1800000000, "pool": "p"}]')
+    (partition, offset, rejects), = letters
+    assert (partition, offset) == (3, 7) and "command" in rejects[0].reason
+    assert parts.commit() == {3: 8}
