@@ -102,6 +102,9 @@ class RollupStore(Protocol):
 
     def load_checkpoint(self, name: str) -> Checkpoint | None: ...
 
+    def checkpoint_offsets(self, name: str) -> dict[str, int] | None:
+        """Only the offsets of a checkpoint (cheap: for lag and progress)."""
+
     def series(self, family: str) -> list[SeriesRef]:
         """Every series of a family ever written (the catalogue: no scan of rollups)."""
 

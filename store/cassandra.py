@@ -7,7 +7,11 @@ Tables (created by a versioned migration, ``migrate()``):
   bound; clustered by ``bucket, shard``; TimeWindowCompactionStrategy; each row written
   ``USING TTL`` of its resolution's retention.
 - ``series``: the catalogue, one partition per family, so dimension filters never scan rollups.
-- ``checkpoints``: one partition per worker shard (a single-partition write is atomic).
+- ``checkpoints``: one partition per worker shard (a single-partition write is atomic). A state
+  larger than ``PART_BYTES`` is written first as parts to ``checkpoint_parts`` under a new
+  generation; the checkpoint row, written last, names that generation (so a checkpoint is all
+  or nothing, and no mutation nears Cassandra's size limit); the previous generation is then
+  deleted.
 - ``rejects``: recent rejected events per day, with a TTL.
 
 Only prepared statements are used; values never become CQL text. Range reads fan out as
@@ -41,7 +45,9 @@ from streams.engine import Rollup
 
 PERIOD = {10: 86_400, 60: 7 * 86_400, 3600: 365 * 86_400}
 REJECT_TTL = 7 * 86_400
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PART_BYTES = 1 << 20
+_PARTS = b"SPPARTS1"  # a checkpoint row whose state is in parts: magic, generation, count
 
 
 def _migrations(keyspace: str, rf: int) -> list[str]:
@@ -59,6 +65,9 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         " family text, labels text, PRIMARY KEY ((family), labels))",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.checkpoints ("
         " name text PRIMARY KEY, state blob, offsets text, written double)",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.checkpoint_parts ("
+        " name text, generation bigint, seq int, data blob,"
+        " PRIMARY KEY ((name, generation), seq))",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.annotations ("
         " day bigint, time double, id text, end_time double, kind text, title text, text text,"
         " pool text, tags text, PRIMARY KEY ((day), time, id))",
@@ -69,6 +78,11 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         " day bigint, id timeuuid, time double, source text, reason text, raw blob,"
         " PRIMARY KEY ((day), id)) WITH CLUSTERING ORDER BY (id DESC)",
     ]
+
+
+def _generation(state: bytes) -> int | None:
+    """The parts generation a checkpoint row points to (None: the state is in the row)."""
+    return int.from_bytes(state[8:16], "big") if state[:8] == _PARTS else None
 
 
 class CassandraStore:
@@ -104,6 +118,17 @@ class CassandraStore:
             self._write_cl)
         self._get_checkpoint = self._prepare(
             f"SELECT state, offsets FROM {ks}.checkpoints WHERE name=?", self._read_cl)
+        self._get_offsets = self._prepare(
+            f"SELECT offsets FROM {ks}.checkpoints WHERE name=?", self._read_cl)
+        self._put_part = self._prepare(
+            f"INSERT INTO {ks}.checkpoint_parts (name, generation, seq, data) VALUES (?, ?, ?, ?)",
+            self._write_cl)
+        self._get_parts = self._prepare(
+            f"SELECT data FROM {ks}.checkpoint_parts WHERE name=? AND generation=?",
+            self._read_cl)
+        self._drop_parts = self._prepare(
+            f"DELETE FROM {ks}.checkpoint_parts WHERE name=? AND generation=?", self._write_cl)
+        self._generations: dict[str, int | None] = {}  # checkpoint name -> generation in use
         self._put_reject = self._prepare(
             f"INSERT INTO {ks}.rejects (day, id, time, source, reason, raw) VALUES"
             " (?, ?, ?, ?, ?, ?) USING TTL ?", self._write_cl)
@@ -162,13 +187,45 @@ class CassandraStore:
                         raise result
         self._known_series.update(series)
         if checkpoint is not None:
-            name, cp = checkpoint
-            self.session.execute(self._put_checkpoint,
-                                 (name, cp.state, orjson.dumps(cp.offsets).decode(), time.time()))
+            self._write_checkpoint(*checkpoint)
+
+    def _write_checkpoint(self, name: str, cp: Checkpoint) -> None:
+        if name not in self._generations:
+            row = self.session.execute(self._get_checkpoint, (name,)).one()
+            self._generations[name] = _generation(row.state) if row is not None else None
+        before, state = self._generations[name], cp.state
+        generation = None
+        if len(state) > PART_BYTES:
+            generation = time.time_ns()
+            parts = [(name, generation, i, state[i * PART_BYTES:(i + 1) * PART_BYTES])
+                     for i in range((len(state) + PART_BYTES - 1) // PART_BYTES)]
+            for ok, result in execute_concurrent_with_args(self.session, self._put_part, parts,
+                                                           concurrency=8,
+                                                           raise_on_first_error=False):
+                if not ok:
+                    raise result
+            state = _PARTS + generation.to_bytes(8, "big") + len(parts).to_bytes(4, "big")
+        self.session.execute(self._put_checkpoint,
+                             (name, state, orjson.dumps(cp.offsets).decode(), time.time()))
+        self._generations[name] = generation
+        if before is not None:
+            self.session.execute(self._drop_parts, (name, before))
+
+    def checkpoint_offsets(self, name: str) -> dict[str, int] | None:
+        row = self.session.execute(self._get_offsets, (name,)).one()
+        return None if row is None else orjson.loads(row.offsets)
 
     def load_checkpoint(self, name: str) -> Checkpoint | None:
         row = self.session.execute(self._get_checkpoint, (name,)).one()
-        return None if row is None else Checkpoint(row.state, orjson.loads(row.offsets))
+        if row is None:
+            return None
+        state, generation = row.state, _generation(row.state)
+        if generation is not None:
+            parts = [r.data for r in self.session.execute(self._get_parts, (name, generation))]
+            if len(parts) != int.from_bytes(state[16:20], "big"):
+                raise RuntimeError(f"checkpoint {name}: parts of generation {generation} missing")
+            state = b"".join(parts)
+        return Checkpoint(state, orjson.loads(row.offsets))
 
     def series(self, family: str) -> list[SeriesRef]:
         rows = self.session.execute(self._select_series, (family,))

@@ -112,6 +112,12 @@ class SQLiteStore:
                 db.execute("ROLLBACK")
                 raise
 
+    def checkpoint_offsets(self, name: str) -> dict[str, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT offsets FROM checkpoints WHERE name=?",
+                                   (name,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
     def load_checkpoint(self, name: str) -> Checkpoint | None:
         with self._lock:
             row = self._db.execute("SELECT state, offsets FROM checkpoints WHERE name=?",

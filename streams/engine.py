@@ -28,7 +28,7 @@ import orjson
 
 from schemas.events import Annotation, Event, Request
 from streams import series as extract_series
-from streams.aggregate import Aggregate
+from streams.aggregate import Aggregate, compress, inflate
 from streams.live import LiveState
 from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.series import CardinalityLimiter, Pane
@@ -249,8 +249,8 @@ class Engine:
     def snapshot(self) -> bytes:
         """All open state, so a restarted worker resumes exactly where this one stood.
 
-        A JSON header, then the binary parts it points to (column arrays, digests) back to back:
-        no base64, so a checkpoint costs little more than copying the open panes' memory."""
+        A JSON header, then the binary parts it points to (column arrays, digests) back to back,
+        all compressed (zstd level 1): no base64, and ~3x smaller than the open panes' memory."""
         blobs: list[bytes] = []
 
         def blob(data: bytes) -> int:
@@ -278,14 +278,15 @@ class Engine:
             "limiter": [[f, i, sorted(v)] for (f, i), v in self.limiter.values.items()],
             "blobs": [len(b) for b in blobs],
         })
-        return b"".join([SNAPSHOT_MAGIC, len(header).to_bytes(4, "big"), header, *blobs])
+        return SNAPSHOT_MAGIC + compress(b"".join([len(header).to_bytes(4, "big"), header, *blobs]))
 
     @classmethod
     def restore(cls, data: bytes, max_label_values: int = 1000) -> Engine:
         if not data.startswith(SNAPSHOT_MAGIC):
             raise ValueError("not an engine checkpoint of this version")
-        pos = len(SNAPSHOT_MAGIC) + 4
-        size = int.from_bytes(data[pos - 4:pos], "big")
+        data = inflate(data[len(SNAPSHOT_MAGIC):])
+        pos = 4
+        size = int.from_bytes(data[:4], "big")
         obj = orjson.loads(data[pos:pos + size])
         blobs, pos = [], pos + size
         for length in obj["blobs"]:
@@ -318,6 +319,6 @@ class Engine:
         return eng
 
 
-SNAPSHOT_MAGIC = b"SPENG2"
+SNAPSHOT_MAGIC = b"SPENG3"
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])

@@ -53,8 +53,8 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 def stored_offsets(store, group: str, topic: str, partitions) -> dict[int, int]:
     out = {}
     for p in partitions:
-        cp = store.load_checkpoint(f"{group}:{topic}:{p}")
-        out[p] = cp.offsets[f"{topic}:{p}"] if cp else 0
+        offsets = store.checkpoint_offsets(f"{group}:{topic}:{p}")
+        out[p] = offsets[f"{topic}:{p}"] if offsets else 0
     return out
 
 
