@@ -1,9 +1,11 @@
 """The stream engine: event-time panes, watermarks, roll-ups and late merges, batch at a time.
 
-Events are grouped per batch into base panes (10 s by default) per series. A pane closes when the
-watermark (the oldest source's newest event time minus the allowed lateness) passes its end; it
-is emitted as a rollup and merged into the open bucket of the next resolution (1 min, then 1 h),
-which close the same way. So longer windows are built from panes, never by re-reading events.
+Events go into base panes (10 s by default): requests as numpy columns per bucket
+(``streams.requests``, aggregated per series when the pane closes), the rarer types per series
+(``streams.series``). A pane closes when the watermark (the oldest source's newest event time
+minus the allowed lateness) passes its end; it is emitted as a rollup and merged into the open
+bucket of the next resolution (1 min, then 1 h), which close the same way. So longer windows
+are built from panes, never by re-reading events.
 
 An event whose pane already closed is *late*: it is not dropped but emitted as a ``late`` delta
 rollup for that pane (the store merges it into what it holds) and cascaded into the longer
@@ -90,28 +92,9 @@ class Engine:
             reqs = [e for e in events if type(e) is Request]
             others = [e for e in events if type(e) is not Request]
         late_requests: dict[int, RequestPane] = {}
-        newest = -math.inf
-        late_events = 0
+        newest, late_events = -math.inf, 0
         if reqs:
-            cols = self.index.columns(reqs)
-            times = cols.time
-            newest = float(times.max())
-            buckets = (times // res0).astype(np.int64) * res0
-            first, last = int(buckets.min()), int(buckets.max())
-            if first < late_before:
-                late_events += int((times < late_before).sum())
-            parts = [(first, cols, reqs)] if first == last else [
-                (int(b), cols.take(rows), [reqs[i] for i in rows.tolist()])
-                for b in np.unique(buckets) for rows in [np.flatnonzero(buckets == b)]]
-            for bucket, part, part_reqs in parts:
-                panes = late_requests if bucket < late_before else self.request_panes
-                pane = panes.get(bucket)
-                if pane is None:
-                    pane = panes[bucket] = RequestPane()
-                pane.add(part, part_reqs)
-            if self.live is not None:
-                self.live.add(times, self.index.arrays()[2][cols.combo], self.index.pools,
-                              cols.duration, cols.status != 0)
+            newest, late_events = self._add_requests(reqs, late_before, late_requests)
         late: dict[tuple[SeriesKey, int], Pane] = {}
         if others:
             newest = max(newest, max(e.time for e in others))
@@ -142,6 +125,30 @@ class Engine:
                        for (level, series, start), agg in deltas.items())
         out.extend(self.advance(self.watermark()))
         return out
+
+    def _add_requests(self, reqs: list[Request], late_before: float,
+                      late: dict[int, RequestPane]) -> tuple[float, int]:
+        """Requests into the column panes of their buckets (the late ones into ``late``);
+        returns the newest event time and how many were late."""
+        res0 = self.resolutions[0]
+        cols = self.index.columns(reqs)
+        times = cols.time
+        buckets = (times // res0).astype(np.int64) * res0
+        first, last = int(buckets.min()), int(buckets.max())
+        parts = [(first, cols, reqs)] if first == last else [
+            (int(b), cols.take(rows), [reqs[i] for i in rows.tolist()])
+            for b in np.unique(buckets) for rows in [np.flatnonzero(buckets == b)]]
+        for bucket, part, part_reqs in parts:
+            panes = late if bucket < late_before else self.request_panes
+            pane = panes.get(bucket)
+            if pane is None:
+                pane = panes[bucket] = RequestPane()
+            pane.add(part, part_reqs)
+        if self.live is not None:
+            self.live.add(times, self.index.arrays()[2][cols.combo], self.index.pools,
+                          cols.duration, cols.status != 0)
+        late_events = int((times < late_before).sum()) if first < late_before else 0
+        return float(times.max()), late_events
 
     def _others(self, events: list[Event], late_before: float,
                 late: dict[tuple[SeriesKey, int], Pane]) -> None:
