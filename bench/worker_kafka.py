@@ -63,6 +63,38 @@ def bare_consume(bootstrap: str, topic: str, n_messages: int) -> float:
     return asyncio.run(go())
 
 
+def faust_bare(bootstrap: str, topic: str, n_messages: int) -> float:
+    """A Faust agent that only decodes each message with orjson: what Faust's consuming costs
+    before any of our work (its consumer runs on a thread and hands messages over)."""
+    import faust
+
+    app = faust.App(f"bare-faust-{uuid.uuid4().hex[:8]}", broker=f"kafka://{bootstrap}",
+                    autodiscover=False, web_enabled=False, topic_disable_leader=True,
+                    consumer_auto_offset_reset="earliest", datadir="/tmp/snakepit-perf-faust",
+                    consumer_max_fetch_size=16 * 1024 * 1024, broker_max_poll_records=1000)
+    seen, started = [0], [0.0]
+
+    @app.agent(app.topic(topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                         value_serializer="raw"))
+    async def decode(stream):
+        async for value in stream:
+            if not seen[0]:
+                started[0] = time.perf_counter()
+            orjson.loads(value)
+            seen[0] += 1
+
+    async def go() -> float:
+        await app.start()
+        try:
+            while seen[0] < n_messages:
+                await asyncio.sleep(0.01)
+            return time.perf_counter() - started[0]
+        finally:
+            await app.stop()
+
+    return asyncio.run(go())
+
+
 def worker_run(bootstrap: str, topic: str, store: CassandraStore) -> float:
     group = f"bench-{uuid.uuid4().hex[:8]}"
     ends = kh.end_offsets(bootstrap, topic)
@@ -89,10 +121,12 @@ def one_case(settings, store, n_events: int, per_message: int, density: int) -> 
     messages = batches(n_events, per_message, seconds=n_events / density)
     produce_raw(bootstrap, topic, messages)
     base = n_events / bare_consume(bootstrap, topic, len(messages))
+    bare_faust = n_events / faust_bare(bootstrap, topic, len(messages))
     worker = n_events / worker_run(bootstrap, topic, store)
     report(f"Faust stream worker, {per_message} event(s) per message, {n_events:,} events, "
            f"{density:,} requests per second of event time", [
         ("bare aiokafka getmany + orjson.loads (baseline)", base, "events/s"),
+        ("bare Faust agent + orjson.loads (no engine, no store)", bare_faust, "events/s"),
         ("worker end to end (rollups + checkpoints stored)", worker, "events/s"),
     ], base)
 

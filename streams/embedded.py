@@ -38,8 +38,8 @@ class EmbeddedRunner:
                  on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
-        self.engine = (Engine.restore(cp.state, max_label_values) if cp is not None
-                       else Engine(lateness=lateness, max_label_values=max_label_values))
+        self.engine = Engine.resume(cp.state if cp is not None else None, lateness,
+                                    max_label_values)
         self.engine.live = LiveState()
         self.idle_grace = idle_grace
         self.flush_interval = flush_interval

@@ -20,6 +20,7 @@ buckets, merged if they are still open, emitted as deltas if not. Late events ar
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.series import CardinalityLimiter, Pane
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (family, labels)
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -286,6 +288,19 @@ class Engine:
             "blobs": [len(b) for b in blobs],
         })
         return SNAPSHOT_MAGIC + compress(b"".join([len(header).to_bytes(4, "big"), header, *blobs]))
+
+    @classmethod
+    def resume(cls, data: bytes | None, lateness: float = 5.0, max_label_values: int = 1000
+               ) -> Engine:
+        """The engine of a checkpoint, or a new one if there is none or it was written by an
+        older version (its open windows are then lost, and a warning says so)."""
+        if data is not None:
+            try:
+                return cls.restore(data, max_label_values)
+            except ValueError as exc:
+                log.warning("checkpoint not restored (%s): starting with empty windows; "
+                            "buckets that were open lose what they held", exc)
+        return cls(lateness=lateness, max_label_values=max_label_values)
 
     @classmethod
     def restore(cls, data: bytes, max_label_values: int = 1000) -> Engine:

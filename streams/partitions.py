@@ -66,12 +66,9 @@ class Partitions:
     def resume(self, partition: int) -> PartitionState:
         """The partition's state from its checkpoint (a fresh engine if it has none)."""
         cp = self.store.load_checkpoint(self.checkpoint_name(partition))
-        if cp is None:
-            state = PartitionState(Engine(lateness=self.lateness,
-                                          max_label_values=self.max_label_values), 0)
-        else:
-            state = PartitionState(Engine.restore(cp.state, self.max_label_values),
-                                   cp.offsets[f"{self.topic}:{partition}"])
+        engine = Engine.resume(cp.state if cp is not None else None, self.lateness,
+                               self.max_label_values)
+        state = PartitionState(engine, cp.offsets[f"{self.topic}:{partition}"] if cp else 0)
         log.info("partition %d resumes at offset %d", partition, state.next_offset)
         self.held[partition] = state
         return state

@@ -266,3 +266,13 @@ def test_worker_series_keep_the_slowest_requests_and_a_sample_as_exemplars():
             assert 5 < len(kept) <= 10, "plus a sample of up to five others"
             everything = {(e.time, e.duration_us, e.command) for e in mine}
             assert {(x["time"], x["duration_us"], x["command"]) for x in agg.exemplars} <= everything
+
+
+def test_a_checkpoint_of_an_older_version_starts_empty_windows_with_a_warning(caplog):
+    old = b'{"resolutions": [10, 60, 3600], "panes": []}'  # session-2 JSON checkpoints
+    eng = Engine.resume(old, lateness=2.0)
+    assert eng.lateness == 2.0 and not eng.request_panes
+    assert "checkpoint not restored" in caplog.text
+    events = requests(1_000, 10)
+    eng.process(events[:500])
+    assert Engine.resume(eng.snapshot()).stats["events"] == 500
