@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     worker = sub.add_parser("worker", parents=[common],
-                            help="a stream worker: consume events from Kafka, store rollups in "
+                            help="a Faust stream worker: consume events from Kafka, store rollups in "
                                  "Cassandra (run several for more partitions)")
     worker.set_defaults(func=_cmd_worker)
 
