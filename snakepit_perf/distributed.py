@@ -55,7 +55,8 @@ def build_worker(settings: Settings) -> FaustWorker:
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return FaustWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
-                       on_minutes=alerts.consume, data_dir=settings.data_dir / "faust")
+                       on_minutes=alerts.consume, data_dir=settings.data_dir / "faust",
+                       rollups_topic=k.rollups_topic)
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:

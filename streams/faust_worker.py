@@ -6,8 +6,9 @@ Faust does the consuming, the group membership and the offset commits; the engin
 exactly-once bookkeeping stay framework-free. The agent's stream does not acknowledge messages
 by itself: a message is acknowledged (so Faust may commit its offset) only once a stored
 checkpoint covers it, which keeps Kafka's committed offsets at or behind the checkpoints, where
-a restarted or rebalanced worker must begin. Dead letters go through a confluent-kafka producer
-that is flushed before each checkpoint, so a checkpoint never covers an undelivered reject.
+a restarted or rebalanced worker must begin. Dead letters and closed rollups (to
+``snakepit.rollups``) go through a confluent-kafka producer that is flushed before each
+checkpoint, so a checkpoint never covers an undelivered reject or rollup.
 
 A failing store blocks the agent until a checkpoint can be written again: Faust's buffers fill
 and it stops fetching (backpressure), group heartbeats go on, and nothing is dropped. (Faust's
@@ -27,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import faust
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 from faust.types import TP
 
 from schemas.decode import Reject
 from store.base import RollupStore
 from streams.engine import Rollup
 from streams.partitions import Partitions
+from streams.rollup_message import rollup_message
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +46,16 @@ class FaustWorker:
                  lateness: float = 5.0, commit_interval: float = 1.0,
                  max_pending_rollups: int = 200_000, max_label_values: int = 1000,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
-                 data_dir: Path | None = None) -> None:
+                 data_dir: Path | None = None, rollups_topic: str | None = None) -> None:
         self.topic = topic
         self.dlq_topic = dlq_topic
+        self.rollups_topic = rollups_topic
         self.max_pending_rollups = max_pending_rollups
         self.partitions = Partitions(store, topic, group, self._dead_letter, lateness,
-                                     max_label_values, on_minutes)
-        self._dlq = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
-                              "enable.idempotence": True})
+                                     max_label_values, on_minutes,
+                                     self._publish if rollups_topic else None)
+        self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
+                                   "enable.idempotence": True, "compression.type": "lz4"})
         self._held: list[Any] = []  # events handled, not yet covered by a stored checkpoint
         self._lock: asyncio.Lock | None = None  # engines are touched by one party at a time
         self._failures = 0
@@ -118,7 +122,7 @@ class FaustWorker:
             return True
 
     def _store(self) -> dict[int, int] | None:
-        if self._dlq.flush(30) > 0:
+        if self._producer.flush(30) > 0:
             log.error("dead-letter messages not delivered; checkpoint postponed")
             return None
         return self.partitions.commit()
@@ -134,10 +138,25 @@ class FaustWorker:
     def _dead_letter(self, partition: int, offset: int, rejects: list[Reject]) -> None:
         where = f"kafka:{self.topic}/{partition}@{offset}"
         for r in rejects:
-            self._dlq.produce(self.dlq_topic, r.raw, key=f"{where}#{r.index}".encode(),
-                              headers={"reason": r.reason.encode(), "source": where.encode(),
-                                       "index": str(r.index).encode()})
-        self._dlq.poll(0)
+            self._producer.produce(self.dlq_topic, r.raw, key=f"{where}#{r.index}".encode(),
+                                   headers={"reason": r.reason.encode(),
+                                            "source": where.encode(),
+                                            "index": str(r.index).encode()})
+        self._producer.poll(0)
+
+    def _publish(self, shard: str, rollups: list[Rollup]) -> None:
+        """Closed rollups to the rollups topic, delivered before their checkpoint is written
+        (so none is missed after a crash; a replay re-sends some, under the same keys)."""
+        for r in rollups:
+            key, value = rollup_message(r, shard)
+            while True:
+                try:
+                    self._producer.produce(self.rollups_topic, value, key=key)
+                    break
+                except BufferError:  # the local queue is full: let it drain
+                    self._producer.poll(0.1)
+        if self._producer.flush(30) > 0:
+            raise KafkaException(f"rollups not delivered to {self.rollups_topic}")
 
     # -- running ------------------------------------------------------------------------------
 
@@ -153,4 +172,4 @@ class FaustWorker:
             await self._commit()
         finally:
             await self.app.stop()
-            self._dlq.flush(30)
+            self._producer.flush(30)

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 # (partition, offset, rejects of that message) -> sent to the dead-letter topic
 DeadLetter = Callable[[int, int, list[Reject]], None]
+# (shard, rollups just stored) -> published; raises if they could not be (the commit retries)
+Publish = Callable[[str, list[Rollup]], None]
 
 
 @dataclass
@@ -45,7 +47,8 @@ class Partitions:
 
     def __init__(self, store: RollupStore, topic: str, group: str, dead_letter: DeadLetter,
                  lateness: float = 5.0, max_label_values: int = 1000,
-                 on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
+                 on_minutes: Callable[[list[Rollup]], None] | None = None,
+                 publish: Publish | None = None) -> None:
         self.store = store
         self.topic = topic
         self.group = group
@@ -55,6 +58,7 @@ class Partitions:
         # Gets the closed 1-minute rollups once stored (alerting: pools are keyed to partitions,
         # so the worker that owns a partition sees each of its pools whole).
         self.on_minutes = on_minutes
+        self.publish = publish  # stored rollups go here before their checkpoint is written
         self.held: dict[int, PartitionState] = {}
         self.stats = {"messages": 0, "events": 0, "rejects": 0, "skipped": 0,
                       "store_failures": 0}
@@ -118,6 +122,8 @@ class Partitions:
                                                 for a in s.engine.annotations])
                     s.engine.annotations = []
                 self.store.write(s.pending, shard=f"{self.topic}:{p}")
+                if self.publish is not None and s.pending:
+                    self.publish(f"{self.topic}:{p}", s.pending)
                 s.pending = []
                 self.store.write([], checkpoint=(self.checkpoint_name(p), Checkpoint(
                     s.engine.snapshot(), {f"{self.topic}:{p}": s.next_offset})))

@@ -4,6 +4,7 @@ crash-free one does."""
 
 from __future__ import annotations
 
+import base64
 import random
 import signal
 import threading
@@ -48,8 +49,9 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
     assert raw.flush(30) == 0
 
     store = cassandra_stores(unique_name)
+    kh.create_topic(kafka_bootstrap, f"{topic}.rollups")
     worker = FaustWorker(store, kafka_bootstrap, topic, group=unique_name,
-                         dlq_topic=f"{topic}.dlq")
+                         dlq_topic=f"{topic}.dlq", rollups_topic=f"{topic}.rollups")
     ends = kh.end_offsets(kafka_bootstrap, topic)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
@@ -62,6 +64,26 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
         thread.join(60)
 
     expected = events + [_as_request(good), _as_request(native, duration_us=2000)]
+    published: dict[bytes, dict] = {}  # by key: a re-sent rollup replaces the first
+    reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{unique_name}-r",
+                       "auto.offset.reset": "earliest"})
+    reader.subscribe([f"{topic}.rollups"])
+    try:
+        while True:
+            batch = [m for m in reader.consume(500, 5) if m.error() is None]
+            if not batch:
+                break
+            published.update((m.key(), orjson.loads(m.value())) for m in batch)
+    finally:
+        reader.close()
+    minutes = [r for r in published.values() if r["family"] == "request"
+               and r["resolution_s"] == 60 and r["labels"]["worker_profile"] != ALL]
+    assert sum(r["counters"]["requests"] for r in minutes) == len(expected), \
+        "every closed rollup is published to the rollups topic"
+    one = max(minutes, key=lambda r: r["counters"]["requests"])
+    stored = Aggregate.from_bytes(base64.b64decode(one["aggregate"]))
+    assert stored.dists["duration_us"].count == one["dists"]["duration_us"]["count"]
+    assert one["dists"]["duration_us"]["p99"] == stored.dists["duration_us"].quantile(0.99)
     for pool in ("pool-a", "pool-b"):
         refs = [r for r in store.series("request") if r.labels[0] == pool
                 and ALL not in r.labels]

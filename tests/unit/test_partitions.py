@@ -60,3 +60,24 @@ def test_rejects_go_to_the_dead_letter_callback_with_their_offset(tmp_path):
     (partition, offset, rejects), = letters
     assert (partition, offset) == (3, 7) and "command" in rejects[0].reason
     assert parts.commit() == {3: 8}
+
+
+def test_stored_rollups_are_published_before_their_checkpoint(tmp_path):
+    store = SQLiteStore(tmp_path / "d.sqlite3")
+    sent: list[tuple[str, int, bool]] = []
+    fail = [True]
+
+    def publish(shard, rollups):
+        if fail[0]:
+            raise ConnectionError("broker down")
+        sent.append((shard, len(rollups), store.checkpoint_offsets("g:t:0") is None))
+
+    parts = Partitions(store, "t", "g", dead_letter=lambda *a: None, publish=publish)
+    for offset, m in enumerate(_messages()):
+        parts.handle(0, offset, m)
+    assert parts.commit() is None, "an unpublished rollup is not checkpointed"
+    assert store.checkpoint_offsets("g:t:0") is None
+    fail[0] = False
+    assert parts.commit() == {0: 40}
+    (shard, n, before_checkpoint), = sent
+    assert shard == "t:0" and n > 0 and before_checkpoint
