@@ -98,7 +98,8 @@ def faust_bare(bootstrap: str, topic: str, n_messages: int) -> float:
 def worker_run(bootstrap: str, topic: str, store: CassandraStore) -> float:
     group = f"bench-{uuid.uuid4().hex[:8]}"
     ends = kh.end_offsets(bootstrap, topic)
-    worker = FaustWorker(store, bootstrap, topic, group=group, dlq_topic=f"{topic}.dlq")
+    worker = FaustWorker(store, bootstrap, topic, group=group, dlq_topic=f"{topic}.dlq",
+                         rollups_topic=f"{topic}.rollups")
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
     thread.start()
