@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 
 class FaustWorker:
+    """One worker process of the group: ``run()`` until told to stop (tests and the bench run
+    it on a thread; ``snakepit-perf worker`` on the main thread)."""
+
     def __init__(self, store: RollupStore, bootstrap: str, topic: str = "snakepit.events",
                  group: str = "snakepit-perf-workers", dlq_topic: str = "snakepit.events.dlq",
                  lateness: float = 5.0, commit_interval: float = 1.0,
