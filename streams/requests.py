@@ -255,7 +255,7 @@ class RequestPane:
         rows = slice(self.folded, len(cols.combo))
         items = self.candidates + self.reqs
         combos = np.r_[self.candidate_combos, cols.combo[rows]]
-        durations = np.r_[np.array([e.duration_us for e in self.candidates], np.int64),
+        durations = np.r_[np.array([e.duration_us for e in self.candidates], np.float64),
                           cols.duration[rows]]
         times = np.r_[np.array([e.time for e in self.candidates], np.float64), cols.time[rows]]
         keep = pick_exemplars(index.arrays()[1][combos], durations, times)
@@ -287,7 +287,8 @@ class RequestPane:
                  "python_us": _dists(codes, c.python, has_python),
                  "overhead_us": _dists(codes, np.maximum(c.duration - c.python, 0), has_python)}
         detailed: dict[tuple[str, ...], Aggregate] = {}
-        for code in sorted(set(codes.tolist()), key=index.request_labels.__getitem__):
+        present = [code for code, n in enumerate(counts) if n]  # O(series), not O(requests)
+        for code in sorted(present, key=index.request_labels.__getitem__):
             a = Aggregate()
             a.counters = _counters(("requests", counts[code]), ("busy_us", busy[code]),
                                    ("errors", errors[code]), ("timeouts", timeouts[code]),
