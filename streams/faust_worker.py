@@ -89,12 +89,30 @@ class FaustWorker:
             message = event.message
             if message.tp not in self.app.consumer.assignment():
                 continue  # fetched before its partition moved to another worker
+            while not await self._resume(message.partition):  # the store is down: wait
+                await asyncio.sleep(min(5.0, 0.5 * self._failures))
             async with self._engines():
                 self.partitions.handle(message.partition, message.offset, message.value)
                 self._held.append(event)
             if self._failures or self.partitions.pending_rollups() > self.max_pending_rollups:
                 while not await self._commit():  # backpressure: wait for the store
                     await asyncio.sleep(min(5.0, 0.5 * self._failures))
+
+    async def _resume(self, partition: int) -> bool:
+        """The partition's state is loaded (from its checkpoint if it is new here). A store that
+        cannot be read must not cost the message: the agent retries it, never skips it."""
+        async with self._engines():
+            if partition in self.partitions.held:
+                return True
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.partitions.resume, partition)
+            except Exception:
+                self._failures += 1
+                log.exception("loading the checkpoint of partition %d failed; retrying",
+                              partition)
+                return False
+            return True
 
     async def _checkpoint(self) -> None:
         # A big open state makes each checkpoint slow: keep checkpointing under ~25% of the time
