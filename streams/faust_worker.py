@@ -34,7 +34,7 @@ from faust.types import TP
 from schemas.decode import Reject
 from store.base import RollupStore
 from streams.engine import Rollup
-from streams.partitions import Partitions
+from streams.partitions import CommitBatch, Partitions
 from streams.rollup_message import rollup_message
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 class FaustWorker:
     """One worker process of the group: ``run()`` until told to stop (tests and the bench run
     it on a thread; ``snakepit-perf worker`` on the main thread)."""
+
+    QUIET = 0.1  # s without a message after which the stream counts as caught up
 
     def __init__(self, store: RollupStore, bootstrap: str, topic: str = "snakepit.events",
                  group: str = "snakepit-perf-workers", dlq_topic: str = "snakepit.events.dlq",
@@ -61,8 +63,12 @@ class FaustWorker:
                                    "enable.idempotence": True, "compression.type": "lz4"})
         self._held: list[Any] = []  # events handled, not yet covered by a stored checkpoint
         self._lock: asyncio.Lock | None = None  # engines are touched by one party at a time
+        self._commit_lock: asyncio.Lock | None = None  # one commit in flight at a time
         self._failures = 0
-        self._next_commit = 0.0
+        self.commit_interval = commit_interval
+        self._next_commit = self._paced_until = 0.0
+        self._dirty = False  # events handled since the last commit was taken
+        self._last_message = 0.0
         self.app = faust.App(
             group, broker=f"kafka://{bootstrap}", autodiscover=False, web_enabled=False,
             # Faust keeps table files here; this app has no tables, so nothing of value.
@@ -75,7 +81,7 @@ class FaustWorker:
         events = self.app.topic(topic, key_type=bytes, value_type=bytes,
                                 key_serializer="raw", value_serializer="raw")
         self.app.agent(events, name="aggregate")(self._aggregate)
-        self.app.timer(commit_interval, name="checkpoint")(self._checkpoint)
+        self.app.timer(self.QUIET, name="checkpoint")(self._checkpoint)
         self.app.on_partitions_revoked.connect(self._on_revoked)
 
     @property
@@ -94,6 +100,7 @@ class FaustWorker:
             async with self._engines():
                 self.partitions.handle(message.partition, message.offset, message.value)
                 self._held.append(event)
+                self._dirty, self._last_message = True, time.monotonic()
             if self._failures or self.partitions.pending_rollups() > self.max_pending_rollups:
                 while not await self._commit():  # backpressure: wait for the store
                     await asyncio.sleep(min(5.0, 0.5 * self._failures))
@@ -115,26 +122,50 @@ class FaustWorker:
             return True
 
     async def _checkpoint(self) -> None:
-        # A big open state makes each checkpoint slow: keep checkpointing under ~25% of the time
-        # (more replay after a crash, never a different result).
-        if time.monotonic() >= self._next_commit:
-            started = time.monotonic()
-            if await self._commit():
-                self._next_commit = time.monotonic() + 3 * (time.monotonic() - started)
+        """Ticks often; commits every ``commit_interval``, or at once when the stream has gone
+        quiet (so the last rollups of a burst are stored without waiting for the interval)."""
+        now = time.monotonic()
+        quiet = (self._dirty and not self._failures and now >= self._paced_until
+                 and now - self._last_message >= self.QUIET)
+        if (quiet or now >= self._next_commit) and not self._committing().locked():
+            await self._commit()
 
     def _engines(self) -> asyncio.Lock:
         if self._lock is None:
             self._lock = asyncio.Lock()
         return self._lock
 
+    def _committing(self) -> asyncio.Lock:
+        if self._commit_lock is None:
+            self._commit_lock = asyncio.Lock()
+        return self._commit_lock
+
     async def _commit(self) -> bool:
-        """Store rollups and checkpoints (on a thread), then acknowledge the events they cover."""
-        async with self._engines():
-            done = await asyncio.get_running_loop().run_in_executor(None, self._store)
+        """Store rollups and checkpoints, then acknowledge the events they cover.
+
+        The commit is taken from the engines at one instant (a snapshot, CPU only) and written
+        on a thread while the agent goes on; one commit is in flight at a time. Taking the
+        snapshot is paced to at most ~25% of the agent's time, so a big open state costs more
+        replay after a crash, never throughput."""
+        async with self._committing():
+            async with self._engines():
+                started = time.monotonic()
+                batch = self.partitions.prepare()
+                held, self._held = self._held, []
+                self._dirty = False
+                took = time.monotonic() - started
+            self._paced_until = time.monotonic() + 3 * took
+            self._next_commit = time.monotonic() + max(self.commit_interval, 3 * took)
+            loop = asyncio.get_running_loop()
+            done = await loop.run_in_executor(None, self._store, batch)
             if done is None:
+                async with self._engines():
+                    if batch is not None:
+                        self.partitions.restore(batch)
+                    self._held[:0] = held
+                    self._dirty = True
                 self._failures += 1
                 return False
-            held, self._held = self._held, []
             for event in held:
                 event.ack()
             if self._failures:
@@ -142,11 +173,11 @@ class FaustWorker:
                 self._failures = 0
             return True
 
-    def _store(self) -> dict[int, int] | None:
+    def _store(self, batch: CommitBatch | None) -> dict[int, int] | None:
         if self._producer.flush(30) > 0:
             log.error("dead-letter messages not delivered; checkpoint postponed")
             return None
-        return self.partitions.commit()
+        return {} if batch is None else self.partitions.write(batch)
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
         await self._commit()  # if the store is down, the next owner replays from the checkpoint

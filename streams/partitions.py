@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from schemas.decode import Reject, decode_json
+from schemas.events import Annotation
 from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 
@@ -40,6 +41,22 @@ class PartitionState:
     next_offset: int
     pending: list[Rollup] = field(default_factory=list)
     dirty: bool = False
+
+
+@dataclass
+class PartCommit:
+    rollups: list[Rollup]
+    annotations: list[Annotation]
+    snapshot: bytes
+    next_offset: int
+
+
+@dataclass
+class CommitBatch:
+    """What one commit writes, taken from the engines at one instant (see :meth:`prepare`)."""
+
+    rejects: list[RejectRecord]
+    parts: dict[int, PartCommit] = field(default_factory=dict)
 
 
 class Partitions:
@@ -103,38 +120,68 @@ class Partitions:
         return sum(len(s.pending) for s in self.held.values())
 
     def commit(self, partitions: set[int] | None = None) -> dict[int, int] | None:
-        """Write pending rollups, then checkpoints. Returns the next offset of every partition
-        now covered by a stored checkpoint (what the consumer may commit), or None if the
-        store failed (nothing is lost: the state and pending rollups stay, to retry)."""
+        """:meth:`prepare` and :meth:`write` in one go (and :meth:`restore` if the write fails).
+        Returns the next offset of every partition now covered by a stored checkpoint (what the
+        consumer may commit), or None if the store failed (nothing is lost: the state and the
+        pending rollups stay, to retry)."""
+        batch = self.prepare(partitions)
+        if batch is None:
+            return {}
+        done = self.write(batch)
+        if done is None:
+            self.restore(batch)
+        return done
+
+    def prepare(self, partitions: set[int] | None = None) -> CommitBatch | None:
+        """Take what a commit writes out of the engines: pending rollups, rejects, annotations
+        and a snapshot of each dirty partition. CPU only, no I/O, so a runner can take it while
+        holding the engines and write it on another thread while the engines go on."""
         dirty = {p: s for p, s in self.held.items()
                  if s.dirty and (partitions is None or p in partitions)}
         if not dirty and not self._pending_rejects:
-            return {}
-        minutes: list[Rollup] = []
+            return None
+        batch = CommitBatch(self._pending_rejects)
+        self._pending_rejects = []
+        for p, s in dirty.items():
+            batch.parts[p] = PartCommit(s.pending, s.engine.annotations, s.engine.snapshot(),
+                                        s.next_offset)
+            s.pending, s.engine.annotations, s.dirty = [], [], False
+        return batch
+
+    def write(self, batch: CommitBatch) -> dict[int, int] | None:
+        """Store a prepared batch: per partition its rollups, then (once published) its
+        checkpoint. Returns the offsets now covered, or None if the store failed."""
         try:
-            if self._pending_rejects:
-                self.store.add_rejects(self._pending_rejects)
-                self._pending_rejects = []
-            for p, s in dirty.items():
-                minutes += [r for r in s.pending if r.resolution == 60 and not r.late]
-                if s.engine.annotations:  # ids are content-derived: replays rewrite, not add
-                    self.store.add_annotations([annotation_record(a)
-                                                for a in s.engine.annotations])
-                    s.engine.annotations = []
-                self.store.write(s.pending, shard=f"{self.topic}:{p}")
-                if self.publish is not None and s.pending:
-                    self.publish(f"{self.topic}:{p}", s.pending)
-                s.pending = []
+            if batch.rejects:
+                self.store.add_rejects(batch.rejects)
+            for p, part in batch.parts.items():
+                if part.annotations:  # ids are content-derived: replays rewrite, not add
+                    self.store.add_annotations([annotation_record(a) for a in part.annotations])
+                self.store.write(part.rollups, shard=f"{self.topic}:{p}")
+                if self.publish is not None and part.rollups:
+                    self.publish(f"{self.topic}:{p}", part.rollups)
                 self.store.write([], checkpoint=(self.checkpoint_name(p), Checkpoint(
-                    s.engine.snapshot(), {f"{self.topic}:{p}": s.next_offset})))
-                s.dirty = False
+                    part.snapshot, {f"{self.topic}:{p}": part.next_offset})))
         except Exception:
             self.stats["store_failures"] += 1
             log.exception("store write failed; holding the state until it recovers")
             return None
+        minutes = [r for part in batch.parts.values() for r in part.rollups
+                   if r.resolution == 60 and not r.late]
         if self.on_minutes is not None and minutes:
             self.on_minutes(minutes)
-        return {p: s.next_offset for p, s in dirty.items()}
+        return {p: part.next_offset for p, part in batch.parts.items()}
+
+    def restore(self, batch: CommitBatch) -> None:
+        """Put back what a failed write took, ahead of anything newer, for the next commit
+        (partitions released meanwhile are dropped: their next owner replays them)."""
+        self._pending_rejects[:0] = batch.rejects
+        for p, part in batch.parts.items():
+            s = self.held.get(p)
+            if s is not None:
+                s.pending[:0] = part.rollups
+                s.engine.annotations[:0] = part.annotations
+                s.dirty = True
 
     def release(self, partitions: set[int]) -> None:
         """Partitions moved to another worker: forget them (after a final :meth:`commit`)."""

@@ -81,3 +81,31 @@ def test_stored_rollups_are_published_before_their_checkpoint(tmp_path):
     assert parts.commit() == {0: 40}
     (shard, n, before_checkpoint), = sent
     assert shard == "t:0" and n > 0 and before_checkpoint
+
+
+def _rollup_rows(store: SQLiteStore) -> list[tuple]:
+    return store._db.execute("SELECT * FROM rollups ORDER BY 1, 2, 3, 4, 5").fetchall()
+
+
+def test_a_write_that_fails_while_the_engines_go_on_loses_nothing(tmp_path):
+    msgs = _messages()
+    reference = SQLiteStore(tmp_path / "ref.sqlite3")
+    ref = Partitions(reference, "t", "g", dead_letter=lambda *a: None)
+    for offset, m in enumerate(msgs):
+        ref.handle(0, offset, m)
+    assert ref.commit() == {0: 40}
+
+    store = FlakyStore(tmp_path / "e.sqlite3")
+    parts = Partitions(store, "t", "g", dead_letter=lambda *a: None)
+    for offset, m in enumerate(msgs[:30]):
+        parts.handle(0, offset, m)
+    batch = parts.prepare()  # taken; the write runs on another thread ...
+    for offset, m in enumerate(msgs[30:], start=30):
+        parts.handle(0, offset, m)  # ... while the engine goes on
+    store.failing = True
+    assert parts.write(batch) is None
+    parts.restore(batch)
+    store.failing = False
+    assert parts.commit() == {0: 40}
+    assert _rollup_rows(store) == _rollup_rows(reference) != []
+    assert store.load_checkpoint("g:t:0").state == reference.load_checkpoint("g:t:0").state
