@@ -145,7 +145,7 @@ class Engine:
             pane = panes.get(bucket)
             if pane is None:
                 pane = panes[bucket] = RequestPane()
-            pane.add(part, part_reqs)
+            pane.add(part, part_reqs, self.index)
         if self.live is not None:
             self.live.add(times, self.index.arrays()[2][cols.combo], self.index.pools,
                           cols.duration, cols.status != 0)
@@ -278,7 +278,9 @@ class Engine:
             rp.fold(self.index)  # exemplars merge exactly, so folding early changes nothing
             requests.append([bucket, [blob(c.tobytes()) for c in rp.columns()],
                              blob(_requests_encoder.encode(rp.candidates)),
-                             blob(rp.candidate_combos.tobytes())])
+                             blob(rp.candidate_combos.tobytes()),
+                             [[fam, list(labels), blob(agg.to_bytes())]
+                              for (fam, labels), agg in rp.compacted.items()]])
         header = orjson.dumps({
             "resolutions": self.resolutions, "lateness": self.lateness,
             "closed_until": None if self.closed_until == -math.inf else self.closed_until,
@@ -330,17 +332,19 @@ class Engine:
         for level, bucket, fam, labels, agg in obj["buckets"]:
             eng.buckets[level].setdefault(bucket, {})[(fam, tuple(labels))] = \
                 Aggregate.from_bytes(blobs[agg])
-        for bucket, columns, candidates, combos in obj["requests"]:
+        for bucket, columns, candidates, combos, compacted in obj["requests"]:
             rp = RequestPane()
             rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
                                    for i, t in zip(columns, Columns.DTYPES, strict=True)))]
             rp.folded = len(rp.chunks[0].combo)
             rp.candidates = _requests_decoder.decode(blobs[candidates])
             rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
+            rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])
+                            for fam, labels, agg in compacted}
             eng.request_panes[bucket] = rp
         return eng
 
 
-SNAPSHOT_MAGIC = b"SPENG3"
+SNAPSHOT_MAGIC = b"SPENG4"
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])

@@ -225,10 +225,17 @@ def exemplar(e: Request) -> dict[str, Any]:
 
 
 class RequestPane:
-    """The requests of one open base bucket: column chunks, and the requests that may still
-    become exemplars (cut down to the possible ones at every checkpoint, see :meth:`fold`)."""
+    """The requests of one open base bucket: column chunks, the requests that may still become
+    exemplars (cut down to the possible ones at every checkpoint, see :meth:`fold`), and the
+    aggregates of the rows already compacted (see :meth:`compact`)."""
 
-    __slots__ = ("chunks", "reqs", "folded", "candidates", "candidate_combos")
+    __slots__ = ("chunks", "reqs", "folded", "candidates", "candidate_combos", "compacted")
+
+    # Raw rows an open pane keeps at most: every full block of this many (in arrival order) is
+    # aggregated and dropped, so a pane's memory and checkpoint stay bounded (~6 MB) however
+    # busy the stream. Blocks are cut at fixed row counts, so the closed pane depends only on
+    # the sequence of its requests, never on batch or checkpoint boundaries.
+    BLOCK = 131_072
 
     def __init__(self) -> None:
         self.chunks: list[Columns] = []
@@ -236,10 +243,13 @@ class RequestPane:
         self.folded = 0
         self.candidates: list[Request] = []
         self.candidate_combos = np.zeros(0, np.int32)
+        self.compacted: dict[SeriesKey, Aggregate] = {}  # of the blocks aggregated so far
 
-    def add(self, cols: Columns, reqs: list[Request]) -> None:
+    def add(self, cols: Columns, reqs: list[Request], index: SeriesIndex) -> None:
         self.chunks.append(cols)
         self.reqs.extend(reqs)
+        if self.folded + len(self.reqs) >= self.BLOCK:
+            self.compact(index)
 
     def columns(self) -> Columns:
         if len(self.chunks) > 1:
@@ -263,10 +273,34 @@ class RequestPane:
         self.candidate_combos = combos[keep]
         self.reqs, self.folded = [], len(cols.combo)
 
+    def compact(self, index: SeriesIndex) -> None:
+        """Aggregate every full block of raw rows into :attr:`compacted` and drop the rows
+        (their exemplar candidates stay, folded)."""
+        self.fold(index)
+        c = self.columns()
+        whole = len(c.combo) // self.BLOCK * self.BLOCK
+        for start in range(0, whole, self.BLOCK):
+            block = Columns(*(col[start:start + self.BLOCK] for col in c))
+            _merge_into(self.compacted, self._aggregates(block, index))
+        self.chunks = [Columns(*(col[whole:].copy() for col in c))]
+        self.folded = len(self.chunks[0].combo)
+
     def close(self, index: SeriesIndex) -> dict[SeriesKey, Aggregate]:
         """The aggregates of every request and worker series this pane's requests fall into."""
         self.fold(index)
-        c = self.columns()
+        out = self.compacted
+        _merge_into(out, self._aggregates(self.columns(), index))
+        _roll_up(out)
+        chosen: dict[int, list[dict[str, Any]]] = {}
+        for code, e in zip(index.arrays()[1][self.candidate_combos].tolist(), self.candidates,
+                           strict=True):
+            chosen.setdefault(code, []).append(exemplar(e))
+        for code, picked in chosen.items():
+            out[("worker", index.worker_labels[code])].add_exemplars(picked)
+        return out
+
+    def _aggregates(self, c: Columns, index: SeriesIndex) -> dict[SeriesKey, Aggregate]:
+        """Detailed request series and worker series (rolled-up ones come at :meth:`close`)."""
         out = self._request_family(c, index)
         out.update(self._worker_family(c, index))
         return out
@@ -286,9 +320,8 @@ class RequestPane:
                  "queue_wait_us": _dists(codes, c.wait, c.wait >= 0),
                  "python_us": _dists(codes, c.python, has_python),
                  "overhead_us": _dists(codes, np.maximum(c.duration - c.python, 0), has_python)}
-        detailed: dict[tuple[str, ...], Aggregate] = {}
-        present = [code for code, n in enumerate(counts) if n]  # O(series), not O(requests)
-        for code in sorted(present, key=index.request_labels.__getitem__):
+        out: dict[SeriesKey, Aggregate] = {}
+        for code in [code for code, n in enumerate(counts) if n]:  # O(series), not O(requests)
             a = Aggregate()
             a.counters = _counters(("requests", counts[code]), ("busy_us", busy[code]),
                                    ("errors", errors[code]), ("timeouts", timeouts[code]),
@@ -297,16 +330,7 @@ class RequestPane:
                 d = by_code.get(code)
                 if d is not None:
                     a.dists[name] = d
-            detailed[index.request_labels[code]] = a
-        out: dict[SeriesKey, Aggregate] = {("request", k): a for k, a in detailed.items()}
-        # Rolled-up series: merged from the detailed ones, in label order (deterministic).
-        for labels, a in detailed.items():
-            for target in ((labels[0], *_ALL7), (ALL, *_ALL7)):
-                up = out.get(("request", target))
-                if up is None:
-                    out[("request", target)] = a.copy()
-                else:
-                    up.merge(a)
+            out[("request", index.request_labels[code])] = a
         return out
 
     def _worker_family(self, c: Columns, index: SeriesIndex) -> dict[SeriesKey, Aggregate]:
@@ -317,19 +341,35 @@ class RequestPane:
         busy = _per_code(codes, m, c.duration - np.nan_to_num(c.wait))
         errors = _per_code(codes[c.status != 0], m)
         durations = _dists(codes, c.duration)
-        chosen: dict[int, list[dict[str, Any]]] = {}
-        for code, e in zip(worker_of[self.candidate_combos].tolist(), self.candidates,
-                           strict=True):
-            chosen.setdefault(code, []).append(exemplar(e))
         out: dict[SeriesKey, Aggregate] = {}
         for code in sorted(durations, key=index.worker_labels.__getitem__):
             a = Aggregate()
             a.counters = _counters(("requests", counts[code]), ("busy_us", busy[code]),
                                    ("errors", errors[code]))
             a.dists["duration_us"] = durations[code]
-            a.add_exemplars(chosen.get(code, []))
             out[("worker", index.worker_labels[code])] = a
         return out
+
+
+def _roll_up(out: dict[SeriesKey, Aggregate]) -> None:
+    """Add the rolled-up request series (per pool, and the deployment), merged from the
+    detailed ones in label order (deterministic)."""
+    for family, labels in sorted(k for k in out if k[0] == "request"):
+        a = out[(family, labels)]
+        for target in ((labels[0], *_ALL7), (ALL, *_ALL7)):
+            up = out.get(("request", target))
+            if up is None:
+                out[("request", target)] = a.copy()
+            else:
+                up.merge(a)
+
+
+def _merge_into(into: dict[SeriesKey, Aggregate], more: dict[SeriesKey, Aggregate]) -> None:
+    for key, agg in more.items():
+        if key in into:
+            into[key].merge(agg)
+        else:
+            into[key] = agg
 
 
 def _counters(*pairs: tuple[str, int]) -> dict[str, float]:

@@ -8,6 +8,7 @@ import pytest
 
 from streams.aggregate import Aggregate
 from streams.engine import Engine, Rollup
+from streams.requests import RequestPane
 from streams.series import ALL
 from tests.support import LATENCIES, T0, exact_quantile, requests
 
@@ -143,6 +144,33 @@ def test_snapshot_restore_resumes_exactly():
         out += restored.process(events[i:i + 500])
     out += restored.flush()
     assert per_series(out) == per_series(whole)
+
+
+def test_busy_panes_compact_into_blocks_and_stay_exact(monkeypatch):
+    """A pane keeps at most one block of raw requests; the blocks are cut at fixed row counts,
+    so the result still depends neither on batch boundaries nor on checkpoints, and stays
+    exact (counts) and accurate (percentiles)."""
+    monkeypatch.setattr(RequestPane, "BLOCK", 1000)
+    events = requests(30_000, 30)  # 10,000 requests per 10 s pane: ten blocks each
+    whole = run(events)
+    assert per_series(run(events, batch=1237)) == per_series(whole)
+    eng = Engine()
+    out = []
+    for i in range(0, 15_500, 500):
+        out += eng.process(events[i:i + 500])
+        assert all(len(p.columns().combo) < 1000 for p in eng.request_panes.values())
+    restored = Engine.restore(eng.snapshot())
+    for i in range(15_500, 30_000, 500):
+        out += restored.process(events[i:i + 500])
+    assert per_series(out + restored.flush()) == per_series(whole)
+    for minute, agg in merged(whole, "request", 60).items():
+        durations = [e.duration_us for e in events if minute <= e.time < minute + 60]
+        d = agg.dists["duration_us"]
+        assert d.count == len(durations) == agg.counters["requests"]
+        assert d.sum == sum(durations)
+        for q, tolerance in QUANTILES.items():
+            exact = exact_quantile(durations, q)
+            assert abs(d.quantile(q) - exact) / exact <= tolerance, (minute, q)
 
 
 def test_worker_family_and_python_overhead():
