@@ -20,6 +20,7 @@ longer windows, late events merge into stored rollups, and shards merge at query
 
 from __future__ import annotations
 
+import functools
 import struct
 import threading
 import zlib
@@ -231,6 +232,7 @@ EXEMPLARS = 5
 _M64 = (1 << 64) - 1
 
 
+@functools.lru_cache(maxsize=65_536)  # the same exemplars meet again at every coarser level
 def sample_hash(duration_us: int, time: float) -> int:
     """A request's sampling hash: a 64-bit mix of its duration and its time's bits, the same in
     every process and equal to :func:`sample_hashes` (its vectorised twin) element for element."""

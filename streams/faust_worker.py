@@ -69,6 +69,7 @@ class FaustWorker:
         self._next_commit = self._paced_until = 0.0
         self._dirty = False  # events handled since the last commit was taken
         self._last_message = 0.0
+        self._stopping = False
         self.app = faust.App(
             group, broker=f"kafka://{bootstrap}", autodiscover=False, web_enabled=False,
             # Faust keeps table files here; this app has no tables, so nothing of value.
@@ -124,6 +125,8 @@ class FaustWorker:
     async def _checkpoint(self) -> None:
         """Ticks often; commits every ``commit_interval``, or at once when the stream has gone
         quiet (so the last rollups of a burst are stored without waiting for the interval)."""
+        if self._stopping:
+            return
         now = time.monotonic()
         quiet = (self._dirty and not self._failures and now >= self._paced_until
                  and now - self._last_message >= self.QUIET)
@@ -180,7 +183,10 @@ class FaustWorker:
         return {} if batch is None else self.partitions.write(batch)
 
     async def _on_revoked(self, app: faust.App, revoked: set[TP], **_: Any) -> None:
-        await self._commit()  # if the store is down, the next owner replays from the checkpoint
+        # If the store is down, or this worker is stopping (its final commit is done, and the
+        # loop's threads may be gone), the next owner replays from the last checkpoint.
+        if not self._stopping:
+            await self._commit()
         async with self._engines():
             gone = {tp.partition for tp in revoked if tp.topic == self.topic}
             self.partitions.release(gone)
@@ -223,5 +229,6 @@ class FaustWorker:
                 await asyncio.sleep(0.05)
             await self._commit()
         finally:
+            self._stopping = True
             await self.app.stop()
             self._producer.flush(30)

@@ -9,9 +9,10 @@ numpy calls per pane instead of per batch (a 500-event batch touches dozens of s
 Requests feed two families: ``request`` (by the request dimensions, plus one rolled-up series
 per pool and one for the deployment) and ``worker`` (by pool and worker).
 
-A closed pane depends only on the multiset of its requests, never on how they were cut into
-batches or checkpoints (values are sorted before digesting; exemplars merge exactly), which is
-what exactly-once needs.
+A closed pane depends only on the sequence of its requests (below one block, see
+``RequestPane.BLOCK``, only on their multiset), never on how they were cut into batches or
+checkpoints (values are sorted before digesting; exemplars merge exactly), which is what
+exactly-once needs.
 """
 
 from __future__ import annotations
