@@ -336,7 +336,7 @@ class Engine:
             rp = RequestPane()
             rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
                                    for i, t in zip(columns, Columns.DTYPES, strict=True)))]
-            rp.folded = len(rp.chunks[0].combo)
+            rp.rows = len(rp.chunks[0].combo)
             rp.candidates = _requests_decoder.decode(blobs[candidates])
             rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
             rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])

@@ -230,7 +230,8 @@ class RequestPane:
     exemplars (cut down to the possible ones at every checkpoint, see :meth:`fold`), and the
     aggregates of the rows already compacted (see :meth:`compact`)."""
 
-    __slots__ = ("chunks", "reqs", "folded", "candidates", "candidate_combos", "compacted")
+    __slots__ = ("chunks", "rows", "reqs", "unfolded", "candidates", "candidate_combos",
+                 "compacted")
 
     # Raw rows an open pane keeps at most: every full block of this many (in arrival order) is
     # aggregated and dropped, so a pane's memory and checkpoint stay bounded (~6 MB) however
@@ -240,17 +241,26 @@ class RequestPane:
 
     def __init__(self) -> None:
         self.chunks: list[Columns] = []
-        self.reqs: list[Request] = []  # the requests of the rows after ``folded``
-        self.folded = 0
+        self.rows = 0
+        self.reqs: list[Request] = []  # the requests of the last ``unfolded`` chunks
+        self.unfolded = 0
         self.candidates: list[Request] = []
         self.candidate_combos = np.zeros(0, np.int32)
         self.compacted: dict[SeriesKey, Aggregate] = {}  # of the blocks aggregated so far
 
+    # Decoded requests (~600 bytes each) a pane holds before it folds them into exemplar
+    # candidates: bounds that memory to ~10 MB per pane between checkpoints.
+    FOLD_AT = 16_384
+
     def add(self, cols: Columns, reqs: list[Request], index: SeriesIndex) -> None:
         self.chunks.append(cols)
+        self.rows += len(cols.combo)
         self.reqs.extend(reqs)
-        if self.folded + len(self.reqs) >= self.BLOCK:
+        self.unfolded += 1
+        if self.rows >= self.BLOCK:
             self.compact(index)
+        elif len(self.reqs) >= self.FOLD_AT:
+            self.fold(index)
 
     def columns(self) -> Columns:
         if len(self.chunks) > 1:
@@ -262,17 +272,17 @@ class RequestPane:
         folding early changes nothing): bounds a pane's memory and its checkpoint."""
         if not self.reqs:
             return
-        cols = self.columns()
-        rows = slice(self.folded, len(cols.combo))
+        new = Columns.concat(self.chunks[-self.unfolded:])
+        self.chunks[-self.unfolded:] = [new]
         items = self.candidates + self.reqs
-        combos = np.r_[self.candidate_combos, cols.combo[rows]]
+        combos = np.r_[self.candidate_combos, new.combo]
         durations = np.r_[np.array([e.duration_us for e in self.candidates], np.float64),
-                          cols.duration[rows]]
-        times = np.r_[np.array([e.time for e in self.candidates], np.float64), cols.time[rows]]
+                          new.duration]
+        times = np.r_[np.array([e.time for e in self.candidates], np.float64), new.time]
         keep = pick_exemplars(index.arrays()[1][combos], durations, times)
         self.candidates = [items[i] for i in keep.tolist()]
         self.candidate_combos = combos[keep]
-        self.reqs, self.folded = [], len(cols.combo)
+        self.reqs, self.unfolded = [], 0
 
     def compact(self, index: SeriesIndex) -> None:
         """Aggregate every full block of raw rows into :attr:`compacted` and drop the rows
@@ -284,7 +294,7 @@ class RequestPane:
             block = Columns(*(col[start:start + self.BLOCK] for col in c))
             _merge_into(self.compacted, self._aggregates(block, index))
         self.chunks = [Columns(*(col[whole:].copy() for col in c))]
-        self.folded = len(self.chunks[0].combo)
+        self.rows -= whole
 
     def close(self, index: SeriesIndex) -> dict[SeriesKey, Aggregate]:
         """The aggregates of every request and worker series this pane's requests fall into."""
