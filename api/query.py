@@ -57,12 +57,19 @@ class Query:
     window: int | None = None
 
 
+_YEAR_10000 = 253_402_300_800  # epoch seconds
+
+
 def parse_time(value: str, param: str) -> int:
     """RFC 3339 or epoch seconds to integer epoch seconds."""
     try:
-        return int(float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not 0 <= seconds < _YEAR_10000:  # also false for NaN
+            raise QueryError(param, f"{param}: {value!r} is not a time between 1970 and 9999")
+        return int(seconds)
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError as exc:

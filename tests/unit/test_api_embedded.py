@@ -110,6 +110,8 @@ def test_ndjson_gzip_and_limits(stack):
     ({"metric": "nope", "from": T0, "to": T0 + 1}, "metric"),
     ({"metric": "requests_total", "stat": "p99", "from": T0, "to": T0 + 1}, "stat"),
     ({"metric": "requests_total", "from": "yesterday", "to": T0 + 1}, "from"),
+    ({"metric": "requests_total", "from": "INFINITY", "to": T0 + 1}, "from"),
+    ({"metric": "requests_total", "from": T0, "to": "nan"}, "to"),
     ({"metric": "requests_total", "from": T0, "to": T0 - 1}, "to"),
     ({"metric": "requests_total", "from": T0, "to": T0 + 60, "step": "7s"}, "step"),
     ({"metric": "requests_total", "from": T0, "to": T0 + 60, "group_by": "colour"}, "group_by"),
