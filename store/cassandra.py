@@ -176,7 +176,7 @@ class CassandraStore:
                 key_shard = f"{shard}@late-{uuid1()}"  # untagged deltas must not overwrite
             ttl = self.retention.get(r.resolution, max(self.retention.values()))
             rows.append((r.family, labels, r.resolution, r.bucket // PERIOD[r.resolution],
-                         r.bucket, key_shard, r.agg.to_bytes(), ttl))
+                         r.bucket, key_shard, r.payload(), ttl))
             if (r.family, labels) not in self._known_series:
                 series.append((r.family, labels))
         for args_list, stmt in ((rows, self._insert), (series, self._insert_series)):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
@@ -51,6 +51,14 @@ class Rollup:
     agg: Aggregate
     late: bool = False
     tag: str | None = None  # for late deltas: the input unit they came from (e.g. an offset)
+    _payload: bytes | None = field(default=None, repr=False, compare=False)
+
+    def payload(self) -> bytes:
+        """``agg.to_bytes()``, encoded once: the store and the rollups topic both send it, and
+        a closed bucket's aggregate no longer changes."""
+        if self._payload is None:
+            self._payload = self.agg.to_bytes()
+        return self._payload
 
 
 class Engine:

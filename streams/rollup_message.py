@@ -44,7 +44,7 @@ def rollup_message(r: Rollup, shard: str) -> tuple[bytes, bytes]:
         "dists": {name: {"count": d.count, "sum": d.sum, "min": d.min, "max": d.max,
                          **{_NAMES[q]: d.quantile(q) for q in KNOWN_QUANTILES}}
                   for name, d in agg.dists.items()},
-        "aggregate": base64.b64encode(agg.to_bytes()).decode(),
+        "aggregate": base64.b64encode(r.payload()).decode(),
     }
     key = orjson.dumps([r.family, list(r.labels), r.resolution, r.bucket, shard])
     return key, orjson.dumps(value)
