@@ -314,7 +314,7 @@ class Engine:
 
     @classmethod
     def restore(cls, data: bytes, max_label_values: int = 1000) -> Engine:
-        if not data.startswith(SNAPSHOT_MAGIC):
+        if not data.startswith((SNAPSHOT_MAGIC, _SNAPSHOT_MAGIC_3)):
             raise ValueError("not an engine checkpoint of this version")
         data = inflate(data[len(SNAPSHOT_MAGIC):])
         pos = 4
@@ -340,7 +340,9 @@ class Engine:
         for level, bucket, fam, labels, agg in obj["buckets"]:
             eng.buckets[level].setdefault(bucket, {})[(fam, tuple(labels))] = \
                 Aggregate.from_bytes(blobs[agg])
-        for bucket, columns, candidates, combos, compacted in obj["requests"]:
+        for entry in obj["requests"]:
+            bucket, columns, candidates, combos = entry[:4]
+            compacted = entry[4] if len(entry) > 4 else []  # version 3 had no compacted blocks
             rp = RequestPane()
             rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
                                    for i, t in zip(columns, Columns.DTYPES, strict=True)))]
@@ -354,5 +356,6 @@ class Engine:
 
 
 SNAPSHOT_MAGIC = b"SPENG4"
+_SNAPSHOT_MAGIC_3 = b"SPENG3"  # the same, before panes kept compacted blocks: still read
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])

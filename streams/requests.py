@@ -238,6 +238,9 @@ class RequestPane:
     # busy the stream. Blocks are cut at fixed row counts, so the closed pane depends only on
     # the sequence of its requests, never on batch or checkpoint boundaries.
     BLOCK = 131_072
+    # Decoded requests (~600 bytes each) a pane holds before it folds them into exemplar
+    # candidates: bounds that memory to ~10 MB per pane between checkpoints.
+    FOLD_AT = 16_384
 
     def __init__(self) -> None:
         self.chunks: list[Columns] = []
@@ -247,10 +250,6 @@ class RequestPane:
         self.candidates: list[Request] = []
         self.candidate_combos = np.zeros(0, np.int32)
         self.compacted: dict[SeriesKey, Aggregate] = {}  # of the blocks aggregated so far
-
-    # Decoded requests (~600 bytes each) a pane holds before it folds them into exemplar
-    # candidates: bounds that memory to ~10 MB per pane between checkpoints.
-    FOLD_AT = 16_384
 
     def add(self, cols: Columns, reqs: list[Request], index: SeriesIndex) -> None:
         self.chunks.append(cols)
@@ -270,7 +269,7 @@ class RequestPane:
     def fold(self, index: SeriesIndex) -> None:
         """Keep only the requests that may still be exemplars (picking merges exactly, so
         folding early changes nothing): bounds a pane's memory and its checkpoint."""
-        if not self.reqs:
+        if not self.unfolded:
             return
         new = Columns.concat(self.chunks[-self.unfolded:])
         self.chunks[-self.unfolded:] = [new]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 
+import orjson
 import pytest
 
-from streams.aggregate import Aggregate
-from streams.engine import Engine, Rollup
+from streams.aggregate import Aggregate, compress, inflate
+from streams.engine import SNAPSHOT_MAGIC, Engine, Rollup
 from streams.requests import RequestPane
 from streams.series import ALL
 from tests.support import LATENCIES, T0, exact_quantile, requests
@@ -304,3 +305,21 @@ def test_a_checkpoint_of_an_older_version_starts_empty_windows_with_a_warning(ca
     events = requests(1_000, 10)
     eng.process(events[:500])
     assert Engine.resume(eng.snapshot()).stats["events"] == 500
+
+
+def test_a_version_3_checkpoint_is_still_restored():
+    """Version 3 differed only in panes without compacted blocks: an upgrade keeps open
+    windows."""
+    events = requests(2_000, 20)
+    eng = Engine()
+    eng.process(events[:1000])
+    data = inflate(eng.snapshot()[len(SNAPSHOT_MAGIC):])
+    size = int.from_bytes(data[:4], "big")
+    header = orjson.loads(data[4:4 + size])
+    header["requests"] = [entry[:4] for entry in header["requests"]]
+    new_header = orjson.dumps(header)
+    v3 = b"SPENG3" + compress(len(new_header).to_bytes(4, "big") + new_header + data[4 + size:])
+    restored = Engine.resume(v3)
+    assert restored.request_panes and restored.stats["events"] == 1000
+    out = restored.process(events[1000:]) + restored.flush()
+    assert per_series(out) == per_series(eng.process(events[1000:]) + eng.flush())
