@@ -67,7 +67,19 @@ def server(tmp_path_factory) -> Iterator[Server]:
     # An error burst in pool default that began 5 minutes ago: an alert is firing at start.
     args = ["--simulate", "40", "--incident", "error_burst:default:-300:1200"]
     with running(tmp_path_factory.mktemp("dashboard"), args, USERS) as s:
+        # The backfill is stored in time order over ~10-20 s; tests that compare a past range
+        # across two queries need all of it, or the second query may see more than the first.
+        wait_for(lambda: _backfilled(s), 90, "the simulated backfill to be stored", interval=0.5)
         yield s
+
+
+def _backfilled(s: Server) -> bool:
+    """Stored rollups reach the last minute: the backfill (which ends at start) is all in."""
+    now = int(time.time())
+    with s.api() as api:
+        r = api.get("/v1/query", params={"metric": "requests_total", "stat": "count",
+                                         "from": now - 120, "to": now, "step": "10s"}).json()
+    return any(t >= now - 60 for series in r["series"] for t, _ in series["points"])
 
 
 @pytest.fixture(scope="module")
