@@ -12,9 +12,10 @@ checkpoint, so a checkpoint never covers an undelivered reject or rollup.
 
 A failing store blocks the agent until a checkpoint can be written again: Faust's buffers fill
 and it stops fetching (backpressure), group heartbeats go on, and nothing is dropped. (Faust's
-``pause_partitions`` is not used for this: it discards records already fetched.) Store writes
-run on a thread, so the event loop stays responsive while Cassandra is slow; the agent does not
-touch the engines meanwhile.
+``pause_partitions`` is not used for this: it discards records already fetched.) A commit is
+taken from the engines in one step (rollups, snapshots: CPU only) and written on a thread while
+the agent goes on, so the event loop stays responsive and keeps consuming while Cassandra is
+slow; one commit is in flight at a time.
 """
 
 from __future__ import annotations
