@@ -19,6 +19,7 @@ from api import (
     prometheus,
     requests,
     routes_query,
+    traces,
     ui,
 )
 from api.auth import ApiKey, Authenticator, require
@@ -41,6 +42,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     problems.install(app)
     viewer, operator = [Depends(require("viewer"))], [Depends(require("operator"))]
     app.include_router(ingest.ingest_router, dependencies=operator)
+    app.include_router(traces.router, dependencies=operator)
     app.include_router(ingest.rejects_router, dependencies=viewer)
     app.include_router(routes_query.router, dependencies=viewer)
     app.include_router(requests.router, dependencies=viewer)

@@ -96,4 +96,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     _gauge("open_fds", "resource", "open_fds", "files", "open file descriptors (R7.3)"),
     _dist("python_call_seconds", "python", "python_us", "Python call time per library (R5.3)"),
     _gauge("python_memory_bytes", "python", "memory_bytes", "bytes", "Python worker memory (R5.4)"),
+    _counter("native_events_total", "native", "events",
+             "Snakepit events kept by name (those with no canonical type, and unknown names)"),
 ]}

@@ -54,6 +54,14 @@ def exposition(services: Services) -> str:
     header("snakepit_perf_engine_label_overflow_total", "counter",
            "label values folded into __other__ by the cardinality limit")
     lines.append(f"snakepit_perf_engine_label_overflow_total {engine.limiter.overflowed}")
+    header("snakepit_perf_native_events_total", "counter",
+           "Snakepit events kept as native events, by event name (unknown names included)")
+    for key, n in sorted(engine.stats.items()):
+        if key.startswith("native:"):
+            lines.append(f'snakepit_perf_native_events_total{{event="{_label(key[7:])}"}} {n}')
+    header("snakepit_perf_duplicate_calls_total", "counter",
+           "request copies dropped: one call reported as telemetry and as spans counts once")
+    lines.append(f"snakepit_perf_duplicate_calls_total {engine.calls.dropped}")
     live = engine.live
     if live is None:
         return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RollupStore
 from streams.engine import Engine
+from streams.spans import SpanJoiner
 
 
 class EventSink(Protocol):
@@ -33,6 +34,11 @@ class Services:
     alerts: AlertRunner | None = None  # alert evaluation, where the engine runs
     alert_view: StoredAlerts | None = None  # the workers' alert state, read-only (distributed)
     counters: Counter[str] = field(default_factory=Counter)
+    spans: SpanJoiner | None = None  # OTLP span pairing; create_app makes one over ``sink``
+
+    def __post_init__(self) -> None:
+        if self.spans is None:
+            self.spans = SpanJoiner(self.sink.submit)
 
 
 def get_services(request: Request) -> Services:

@@ -101,7 +101,9 @@ class Worker(Event, tag="worker"):
     request_count: Count | None = None
     reason: Text | None = None
     planned: bool | None = None
-    memory_mb: Amount | None = None
+    beam_memory_mb: Annotated[float, Meta(ge=0, description="the BEAM worker process's memory "
+                                                         "(Snakepit's recycle check), not Python's")
+                              ] | None = None
     memory_threshold_mb: Amount | None = None
     exit_code: int | None = None
     heartbeat_latency_us: Micros | None = None
@@ -145,6 +147,8 @@ class Pool(Event, tag="pool"):
     queue_timeouts_total: Count | None = None
     errors_total: Count | None = None
     attempt: Count | None = None
+    failure_count: Count | None = None
+    reason: Text | None = None
 
 
 class Session(Event, tag="session"):
@@ -218,6 +222,21 @@ class Python(Event, tag="python"):
     metrics: Annotated[dict[Label, float], Meta(max_length=64)] | None = None
 
 
+class Native(Event, tag="native"):
+    """A Snakepit event with no canonical type of its own, or one this version does not know.
+
+    Kept so that nothing Snakepit emits is lost: counted per name (``native_events_total``),
+    with its numeric measurements and its metadata rendered as text."""
+
+    name: Label
+    known: bool = True
+    pool: Label | None = None
+    worker_id: Label | None = None
+    measurements: Annotated[dict[Label, float], Meta(max_length=64)] | None = None
+    attributes: Annotated[dict[Label, Text], Meta(max_length=32)] | None = None
+    reason: Text | None = None
+
+
 class Annotation(Event, tag="annotation"):
     """A deploy, config change, business or external event to line performance up with (R11.4)."""
 
@@ -231,8 +250,9 @@ class Annotation(Event, tag="annotation"):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (Request, RequestStart, Worker, Pool, Session, Resource,
-                                        Python, Annotation)
-AnyEvent = Request | RequestStart | Worker | Pool | Session | Resource | Python | Annotation
+                                        Python, Native, Annotation)
+AnyEvent = (Request | RequestStart | Worker | Pool | Session | Resource | Python | Native
+            | Annotation)
 TYPE_NAMES = tuple(sorted(t.__struct_config__.tag for t in EVENT_TYPES))
 
 

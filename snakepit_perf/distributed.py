@@ -73,6 +73,7 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
         try:
             yield
         finally:
+            app.state.services.spans.close()  # calls still waiting for a partner span
             producer.flush(30)
             store.close()
 

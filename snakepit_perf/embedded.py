@@ -48,6 +48,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
         finally:
             if simulation is not None:
                 simulation.stop()
+            app.state.services.spans.close()  # calls still waiting for a partner span
             runner.stop()
             store.close()
 

@@ -24,14 +24,16 @@ import logging
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import msgspec
 import numpy as np
 import orjson
 
-from schemas.events import Annotation, Event, Request
+from schemas.events import Annotation, Event, Native, Request
 from streams import series as extract_series
 from streams.aggregate import Aggregate, compress, inflate
+from streams.dedupe import CallDeduper
 from streams.live import LiveState
 from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.series import CardinalityLimiter, Pane
@@ -80,6 +82,7 @@ class Engine:
         self.closed_until = -math.inf
         self.stats: Counter[str] = Counter()
         self.annotations: list[Annotation] = []
+        self.calls = CallDeduper()  # a call sent as telemetry and as spans counts once
         self.live: LiveState | None = None  # set by runners that serve live views
 
     # -- ingest ---------------------------------------------------------------------------
@@ -101,6 +104,9 @@ class Engine:
         else:
             reqs = [e for e in events if type(e) is Request]
             others = [e for e in events if type(e) is not Request]
+        if reqs and any(map(_SOURCED, reqs)):
+            reqs, from_duplicates = self.calls.filter(reqs)
+            others.extend(from_duplicates)
         late_requests: dict[int, RequestPane] = {}
         newest, late_events = -math.inf, 0
         if reqs:
@@ -178,6 +184,9 @@ class Engine:
             extract = extract_series.EXTRACTORS.get(type(e))
             if extract is not None:
                 extract(e, pane)
+                if type(e) is Native:  # per name, bounded like every label
+                    name = limiter.labels("native", (e.name, e.pool or ""))[0]
+                    self.stats[f"native:{name}"] += 1
             elif type(e) is Annotation:
                 self.annotations.append(e)
 
@@ -295,7 +304,7 @@ class Engine:
             "source_time": self.source_time, "panes": panes, "buckets": buckets,
             "requests": requests, "combos": self.index.state(), "stats": dict(self.stats),
             "limiter": [[f, i, sorted(v)] for (f, i), v in self.limiter.values.items()],
-            "blobs": [len(b) for b in blobs],
+            "calls": blob(self.calls.state()), "blobs": [len(b) for b in blobs],
         })
         return SNAPSHOT_MAGIC + compress(b"".join([len(header).to_bytes(4, "big"), header, *blobs]))
 
@@ -331,6 +340,8 @@ class Engine:
         for fam, i, values in obj["limiter"]:
             eng.limiter.values[(fam, i)] = set(values)
         eng.index.load(obj["combos"])
+        if "calls" in obj:  # older checkpoints had no call memory
+            eng.calls.load(blobs[obj["calls"]])
         for bucket, fam, labels, agg, values in obj["panes"]:
             p = Pane()
             p.agg = Aggregate.from_bytes(blobs[agg])
@@ -355,6 +366,7 @@ class Engine:
         return eng
 
 
+_SOURCED = attrgetter("source")  # requests with a source may be copies of one call
 SNAPSHOT_MAGIC = b"SPENG4"
 _SNAPSHOT_MAGIC_3 = b"SPENG3"  # the same, before panes kept compacted blocks: still read
 _requests_encoder = msgspec.json.Encoder()

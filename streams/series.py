@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.events import Pool, Python, RequestStart, Resource, Session, Worker
+from schemas.events import Native, Pool, Python, RequestStart, Resource, Session, Worker
 from streams.aggregate import Aggregate
 
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -27,6 +27,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "session": ("pool", "adapter"),
     "resource": ("scope", "host", "pool", "worker_id"),
     "python": ("pool", "python_env", "library", "command"),
+    "native": ("name", "pool"),
 }
 
 OTHER = "__other__"
@@ -134,15 +135,15 @@ def worker(e: Worker, pane: PaneFor) -> None:
         value = getattr(e, name)
         if value is not None:
             p.add_values(name, [value])
-    for name in ("memory_mb", "uptime_s", "request_count"):
+    for name in ("beam_memory_mb", "uptime_s", "request_count"):
         value = getattr(e, name)
         if value is not None:
             p.agg.add_gauge(name, t, value)
 
 
-_POOL_GAUGES = ("queue_depth", "max_queue_size", "busy_workers", "available_workers", "pool_size",
-                "threads_per_worker", "capacity", "load", "total_workers", "requests_total",
-                "queue_timeouts_total", "errors_total")
+_POOL_GAUGES = ("failure_count", "queue_depth", "max_queue_size", "busy_workers",
+                "available_workers", "pool_size", "threads_per_worker", "capacity", "load",
+                "total_workers", "requests_total", "queue_timeouts_total", "errors_total")
 
 
 def pool(e: Pool, pane: PaneFor) -> None:
@@ -216,7 +217,15 @@ def python(e: Python, pane: PaneFor) -> None:
         p.agg.add_gauge(f"m.{name}", t, value)
 
 
+def native(e: Native, pane: PaneFor) -> None:
+    t = e.time
+    p = pane("native", (e.name, e.pool or ""), t)
+    p.agg.add_counter("events", 1)
+    for name, value in (e.measurements or {}).items():
+        p.agg.add_gauge(f"m.{name}", t, value)
+
+
 EXTRACTORS: dict[type, Callable[[Any, PaneFor], None]] = {
     RequestStart: request_start, Worker: worker, Pool: pool, Session: session,
-    Resource: resource, Python: python,
+    Resource: resource, Python: python, Native: native,
 }

@@ -1,218 +1,241 @@
-"""Every event in shared/snakepit-telemetry.md normalises to the right canonical event."""
+"""Every event Snakepit 0.13 emits, built from its source (tests/snakepit_envelopes.py), comes
+out as the right canonical event: logical pool, units, status, fields, each call once."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
-from schemas.decode import accept
+from schemas.decode import accept, decode_json
+from schemas.native import DEPLOYMENT, TABLE
+from tests import snakepit_envelopes as sp
 
-T = "2026-11-28T12:00:00.123456Z"
-EPOCH = 1795867200.123456
+T = 1_800_000_000.0
+D0 = sp.worker_id("default", 0)
+G0 = sp.worker_id("gpu_pool", 3)
 
 
-def env(name: str, measurements: dict, metadata: dict, unit: str = "nanosecond", **extra) -> dict:
-    return {"event": name.split("."), "measurements": measurements, "metadata": metadata,
-            "time": T, "node": "app@host-1", "native_time_unit": unit, **extra}
+def tag(event) -> str:
+    return type(event).__struct_config__.tag
+
+
+def one(envelope: dict):
+    event, reason = accept(envelope)
+    assert reason is None, reason
+    return event
 
 
 CASES = [
-    ("request executed", env("snakepit.request.executed", {"duration_us": 1234},
-                             {"pool": "default", "worker_id": "pool_worker_3", "command": "predict",
-                              "success": True}),
-     {"type": "request", "pool": "default", "worker_id": "pool_worker_3", "command": "predict",
-      "duration_us": 1234, "status": "ok"}),
-    ("request executed aborted", env("snakepit.request.executed", {"duration_us": 10},
-                                     {"pool": "p", "command": "c", "success": True,
-                                      "aborted": True, "client_down_reason": ":normal"}),
-     {"type": "request", "status": "error", "error": "normal"}),
-    ("execute stop ns", env("snakepit.grpc_worker.execute.stop",
-                            {"duration": 123_456_789, "duration_ms": 123, "executions": 1},
-                            {"pool": "default", "worker_id": "w3", "command": "predict",
-                             "adapter": "Snakepit.Adapters.GRPCPython", "status": ":ok",
-                             "correlation_id": "abc", "session_id": "s1"}),
-     {"type": "request", "duration_us": 123_457, "status": "ok", "trace_id": "abc",
-      "adapter": "Snakepit.Adapters.GRPCPython", "session_id": "s1"}),
-    ("execute stop in microsecond native unit",
-     env("snakepit.grpc_worker.execute.stop", {"duration": 5000}, {"pool": "p", "command": "c"},
-         unit="microsecond"),
-     {"type": "request", "duration_us": 5000}),
-    ("execute stop error", env("snakepit.grpc_worker.execute_session.stop",
-                               {"duration": 2_000_000, "errors": 1},
-                               {"pool": "p", "command": "c", "status": "error",
-                                "error": "{:timeout, 5000}"}),
-     {"type": "request", "status": "error", "duration_us": 2000, "error": "{:timeout, 5000}"}),
-    ("execute exception", env("snakepit.grpc_worker.execute.exception", {"duration": 1_000_000},
-                              {"pool": "p", "command": "c"}),
-     {"type": "request", "status": "error", "duration_us": 1000}),
-    ("execute start", env("snakepit.grpc_worker.execute.start",
-                          {"system_time": 1, "monotonic_time": -5}, {"pool": "p", "worker_id": "w"}),
-     {"type": "request_start", "pool": "p", "worker_id": "w"}),
-    ("execute_session start", env("snakepit.grpc_worker.execute_session.start",
-                                  {"system_time": 1}, {"pool": "p", "session_id": "s"}),
-     {"type": "request_start", "session_id": "s"}),
-    ("execute_session exception", env("snakepit.grpc_worker.execute_session.exception",
-                                      {"duration": 3_000_000}, {"pool": "p", "command": "c"}),
-     {"type": "request", "status": "error", "duration_us": 3000}),
-    ("python call start", env("snakepit.python.call.start", {}, {"pool_name": "p"}),
-     {"type": "python", "kind": "call", "pool": "p"}),
-    ("python call exception", env("snakepit.python.call.exception", {"duration": 9000},
-                                  {"error": "KeyError"}),
-     {"type": "python", "kind": "error", "python_us": 9, "error": "KeyError"}),
-    ("dispatched", env("snakepit.pool.call.dispatched", {"system_time": 1},
-                       {"pool": "p", "worker_id": "w", "command": "c", "queued": "true"}),
-     {"type": "pool", "kind": "dispatched", "queued": True}),
-    ("saturated", env("snakepit.pool.saturated", {"queue_size": 7, "max_queue_size": 1000},
-                      {"pool": "p", "available_workers": 0, "busy_workers": 4}),
-     {"type": "pool", "kind": "saturated", "queue_depth": 7, "max_queue_size": 1000,
-      "busy_workers": 4, "available_workers": 0}),
-    ("init started", env("snakepit.pool.init_started", {"total_workers": 4, "count": 1},
-                         {"pool": "p"}),
-     {"type": "pool", "kind": "init_started", "total_workers": 4}),
-    ("init complete", env("snakepit.pool.init_complete",
-                          {"duration_ms": 1500, "total_workers": 4, "count": 1},
-                          {"pool": "p", "pool_workers": "[...]"}),
-     {"type": "pool", "kind": "init_complete", "duration_us": 1_500_000}),
-    ("worker ready (pool_name)", env("snakepit.pool.worker_ready", {"worker_count": 3, "count": 1},
-                                     {"pool_name": "p", "worker_id": "w"}),
-     {"type": "worker", "kind": "ready", "pool": "p", "worker_count": 3}),
-    ("capacity reached", env("snakepit.pool.capacity_reached", {"capacity": 8, "load": 8},
-                             {"worker_pid": "#PID<0.123.0>", "profile": "thread",
-                              "rejected?": True, "pool": "t"}),
-     {"type": "pool", "kind": "capacity_reached", "capacity": 8, "load": 8,
-      "worker_profile": "thread", "rejected": True}),
-    ("spawned", env("snakepit.pool.worker.spawned", {"duration": 850_000_000, "system_time": 1},
-                    {"node": "n", "pool_name": "p", "worker_id": "w", "worker_pid": "#PID<0.9.0>",
-                     "python_port": 50051, "python_pid": 4242, "mode": "process"}),
-     {"type": "worker", "kind": "spawned", "pool": "p", "startup_us": 850_000,
-      "python_pid": 4242, "worker_pid": "#PID<0.9.0>"}),
-    ("terminated", env("snakepit.pool.worker.terminated",
-                       {"lifetime": 3_600_000_000_000, "total_commands": 99},
-                       {"pool_name": "p", "worker_id": "w", "reason": ":shutdown",
-                        "planned": True}),
-     {"type": "worker", "kind": "terminated", "lifetime_us": 3_600_000_000,
-      "total_commands": 99, "reason": "shutdown", "planned": True}),
-    ("recycled", env("snakepit.worker.recycled", {"count": 1, "memory_mb": 812.5},
-                     {"worker_id": "w", "pool": "p", "reason": ":memory_threshold",
-                      "uptime_seconds": 3600, "request_count": 5000, "memory_mb": 812.5,
-                      "memory_threshold_mb": 800}),
-     {"type": "worker", "kind": "recycled", "reason": "memory_threshold", "memory_mb": 812.5,
-      "uptime_s": 3600, "request_count": 5000, "memory_threshold_mb": 800}),
-    ("health check failed", env("snakepit.worker.health_check_failed", {"count": 1},
-                                {"worker_id": "w", "pool": "p", "reason": "timeout"}),
-     {"type": "worker", "kind": "health_check_failed", "reason": "timeout"}),
-    ("crash", env("snakepit.worker.crash", {}, {"worker_id": "w", "pool": "p",
-                                                 "reason": "{:exit_status, 137}",
-                                                 "exit_code": 137, "device": "cuda:0"}),
-     {"type": "worker", "kind": "crashed", "exit_code": 137, "device": "cuda:0",
-      "reason": "{:exit_status, 137}"}),
-    ("tainted", env("snakepit.worker.tainted", {"duration_ms": 60000},
-                    {"worker_id": "w", "pool": "p"}),
-     {"type": "worker", "kind": "tainted", "taint_ms": 60000}),
-    ("restarted", env("snakepit.worker.restarted", {}, {"worker_id": "w", "pool": "p"}),
-     {"type": "worker", "kind": "restarted"}),
-    ("pong", env("snakepit.heartbeat.pong_received",
-                 {"timestamp": 123, "count": 1, "latency_ms": 4},
-                 {"worker_id": "w", "worker_pid": "#PID<0.1.0>", "missed_heartbeats": 0}),
-     {"type": "worker", "kind": "heartbeat_pong", "heartbeat_latency_us": 4000, "missed": 0}),
-    ("heartbeat timeout", env("snakepit.heartbeat.heartbeat_timeout",
-                              {"timestamp": 1, "count": 1, "timeouts": 1, "missed": 3},
-                              {"worker_id": "w", "missed_heartbeats": 3}),
-     {"type": "worker", "kind": "heartbeat_timeout", "missed": 3}),
-    *[(f"heartbeat {n}", env(f"snakepit.heartbeat.{n}", {"timestamp": 1, "count": 1},
-                             {"worker_id": "w"}),
-       {"type": "worker", "kind": k})
-      for n, k in [("ping_sent", "heartbeat_ping"), ("monitor_failure", "heartbeat_monitor_failure"),
-                   ("monitor_started", "heartbeat_monitor_started"),
-                   ("monitor_stopped", "heartbeat_monitor_stopped")]],
-    ("session pruned", env("snakepit.bridge.session.pruned",
-                           {"count": 12, "remaining_sessions": 88, "system_time": 1},
-                           {"reason": "ttl", "table_name": ":snakepit_sessions",
-                            "max_sessions": 10000}),
+    ("execute stop: pool from the worker id, native ns to us",
+     sp.execute_stop(D0, "predict", "c1", T, 123_456_789),
+     {"type": "request", "pool": "default", "worker_id": D0, "duration_us": 123_457,
+      "status": "ok", "trace_id": "c1", "adapter": "Snakepit.Adapters.GRPCPython"}),
+    ("execute stop, gRPC deadline", sp.execute_stop(D0, "predict", "c1", T, 30_000_000_000, "timeout"),
+     {"type": "request", "status": "timeout", "error": "timeout", "duration_us": 30_000_000}),
+    ("execute stop, {kind, reason} error", sp.execute_stop(D0, "p", "c", T, 1_000_000, "kind_reason"),
+     {"status": "error", "error": "grpc_error: %GRPC.RPCError{status: 13}"}),
+    ("execute stop, plain error", sp.execute_stop(D0, "p", "c", T, 1_000_000, "error"),
+     {"status": "error"}),
+    ("execute exception: a GenServer call timeout", sp.execute_exception(G0, "p", "c", T, 5_000_000),
+     {"type": "request", "pool": "gpu_pool", "status": "timeout", "duration_us": 5000}),
+    ("execute_session stop", sp.execute_stop(D0, "p", "c", T, 2_000_000, kind="execute_session",
+                                             session="s9"),
+     {"type": "request", "session_id": "s9", "duration_us": 2000, "pool": "default"}),
+    ("execute start", sp.execute_start(G0, "predict", "c1", T),
+     {"type": "request_start", "pool": "gpu_pool", "worker_id": G0, "trace_id": "c1"}),
+    ("request executed, unqueued unary: not a second request",
+     sp.request_executed("default", D0, "predict", T, 5100),
+     {"type": "native", "name": "snakepit.request.executed", "known": True, "pool": "default"}),
+    ("request executed, streaming: the only event of the call",
+     sp.request_executed_streaming(G0, "stream_tokens", T, 900_000),
+     {"type": "request", "pool": "gpu_pool", "streaming": True, "duration_us": 900_000,
+      "status": "ok", "command": "stream_tokens"}),
+    ("request executed, aborted", sp.request_executed_aborted("gpu_pool", G0, "predict", T),
+     {"type": "request", "status": "error", "error": "client_down: normal", "pool": "gpu_pool"}),
+    ("dispatched (logical pool)", sp.dispatched("default", D0, "predict", T, True),
+     {"type": "pool", "kind": "dispatched", "pool": "default", "queued": True}),
+    ("saturated", sp.saturated("default", T),
+     {"type": "pool", "kind": "saturated", "queue_depth": 1000, "busy_workers": 4,
+      "available_workers": 0}),
+    ("init started: no pool", sp.init_started(T),
+     {"type": "pool", "kind": "init_started", "pool": DEPLOYMENT, "total_workers": 6}),
+    ("init complete: no pool", sp.init_complete(T),
+     {"type": "pool", "kind": "init_complete", "pool": DEPLOYMENT, "duration_us": 2_150_000}),
+    ("worker ready", sp.worker_ready("default", D0, T),
+     {"type": "worker", "kind": "ready", "pool": "default", "worker_count": 4}),
+    ("capacity reached, `rejected` key", sp.capacity_reached(T, rejected=True),
+     {"type": "pool", "pool": DEPLOYMENT, "capacity": 8, "rejected": True,
+      "worker_profile": "thread"}),
+    ("capacity reached, not rejected", sp.capacity_reached(T, rejected=False),
+     {"rejected": False}),
+    ("spawned", sp.spawned(G0, T),
+     {"type": "worker", "kind": "spawned", "pool": "gpu_pool", "startup_us": 850_000,
+      "python_pid": 4242}),
+    ("terminated", sp.terminated(G0, T),
+     {"kind": "terminated", "pool": "gpu_pool", "lifetime_us": 3_600_000_000, "planned": True,
+      "reason": "{:shutdown, :recycled}"}),
+    ("recycled: memory is the BEAM process's", sp.recycled(G0, T),
+     {"kind": "recycled", "pool": "gpu_pool", "beam_memory_mb": 812.5, "uptime_s": 3600,
+      "request_count": 5000, "memory_threshold_mb": 800, "reason": "memory_threshold"}),
+    ("health check failed", sp.health_check_failed(G0, T),
+     {"kind": "health_check_failed", "pool": "gpu_pool", "reason": "{:error, :unavailable}"}),
+    ("crash", sp.crash(G0, T), {"kind": "crashed", "exit_code": 137, "device": "cuda:0"}),
+    ("tainted", sp.tainted(G0, T), {"kind": "tainted", "taint_ms": 60000, "device": "cuda:0"}),
+    ("restarted keeps device and exit code", sp.restarted(G0, T),
+     {"kind": "restarted", "exit_code": 137, "device": "cuda:0", "pool": "gpu_pool"}),
+    ("pong", sp.heartbeat("pong_received", G0, T),
+     {"kind": "heartbeat_pong", "pool": "gpu_pool", "heartbeat_latency_us": 4000, "missed": 0}),
+    ("heartbeat timeout", sp.heartbeat("heartbeat_timeout", G0, T),
+     {"kind": "heartbeat_timeout", "missed": 2}),
+    ("monitor failure keeps its reason", sp.heartbeat("monitor_failure", G0, T),
+     {"kind": "heartbeat_monitor_failure", "reason": "{:ping_failed, :unavailable}"}),
+    ("monitor stopped", sp.heartbeat("monitor_stopped", G0, T),
+     {"kind": "heartbeat_monitor_stopped", "reason": "normal"}),
+    ("session pruned", sp.session_pruned(T),
      {"type": "session", "kind": "pruned", "count": 12, "remaining_sessions": 88,
-      "adapter": "snakepit_sessions", "reason": "ttl"}),
-    ("session accumulation", env("snakepit.bridge.session.accumulation_warning",
-                                 {"current_sessions": 9000, "max_sessions": 10000,
-                                  "utilization": 0.9, "system_time": 1},
-                                 {"reason": "near_limit", "table_name": "t", "strict_mode": False}),
-     {"type": "session", "kind": "accumulation_warning", "current_sessions": 9000,
-      "utilization": 0.9}),
-    ("python call stop", env("snakepit.python.call.stop", {"duration": 2_500_000},
-                             {"node": "n", "worker_id": "w", "pool_name": "p", "python_pid": 7,
-                              "correlation_id": "c1", "timestamp_ns": 1}),
-     {"type": "python", "kind": "call", "python_us": 2500, "pool": "p", "trace_id": "c1"}),
-    ("python memory", env("snakepit.python.memory.sampled", {"rss_bytes": 1 << 30},
-                          {"worker_id": "w", "pool_name": "p"}),
-     {"type": "python", "kind": "memory", "memory_bytes": 1 << 30}),
-    ("python cpu", env("snakepit.python.cpu.sampled", {"cpu_percent": 55.5}, {"worker_id": "w"}),
-     {"type": "python", "kind": "cpu", "cpu_percent": 55.5}),
-    ("python gc", env("snakepit.python.gc.completed",
-                      {"duration": 3_000_000, "collected": 120, "generation": 2}, {}),
-     {"type": "python", "kind": "gc", "gc_pause_us": 3000, "gc_collected": 120,
-      "gc_generation": 2}),
-    ("python error", env("snakepit.python.error.occurred", {}, {"error": "ValueError"}),
-     {"type": "python", "kind": "error", "error": "ValueError"}),
-    ("tool stop", env("snakepit.python.tool.execution.stop", {"duration": 1_000_000}, {}),
-     {"type": "python", "kind": "tool_stop", "python_us": 1000}),
-    ("tool start", env("snakepit.python.tool.execution.start", {}, {}),
-     {"type": "python", "kind": "tool_start"}),
-    ("tool exception", env("snakepit.python.tool.execution.exception", {"duration": 5000}, {}),
-     {"type": "python", "kind": "tool_exception", "python_us": 5}),
-    ("tool result size", env("snakepit.python.tool.result_size", {"bytes": 2048}, {}),
-     {"type": "python", "kind": "tool_result_size", "bytes": 2048}),
-    ("exception mapped", env("snakepit.python.exception.mapped", {}, {}),
-     {"type": "python", "kind": "exception_mapped"}),
-    ("exception unmapped", env("snakepit.python.exception.unmapped", {}, {}),
-     {"type": "python", "kind": "exception_unmapped"}),
-    *[(f"zero copy {k}", env(f"snakepit.zero_copy.{k}", {"duration_ms": 2, "bytes": 4096}, {}),
-       {"type": "python", "kind": f"zero_copy_{k}", "duration_us": 2000, "bytes": 4096})
-      for k in ("export", "import", "fallback")],
-    *[(f"circuit {k}", env(f"snakepit.circuit_breaker.{k}", {}, {"pool": "p"}),
-       {"type": "pool", "kind": f"circuit_{k}"}) for k in ("opened", "closed", "half_open")],
-    *[(f"retry {k}", env(f"snakepit.retry.{k}", {"attempt": 2}, {"pool": "p"}),
-       {"type": "pool", "kind": f"retry_{k}", "attempt": 2})
-      for k in ("attempt", "success", "exhausted")],
+      "adapter": "snakepit_sessions", "pool": DEPLOYMENT}),
+    ("session accumulation", sp.session_accumulation(T),
+     {"type": "session", "kind": "accumulation_warning", "utilization": 0.9}),
+    ("exception mapped", sp.python_exception(True, T),
+     {"type": "python", "kind": "exception_mapped", "error": "ValueError", "library": "numpy"}),
+    ("zero copy: float ms", sp.zero_copy("export", T),
+     {"type": "python", "kind": "zero_copy_export", "duration_us": 1250, "bytes": 4096}),
+    ("circuit opened, named", sp.circuit_breaker("opened", "gpu_breaker", T),
+     {"type": "pool", "kind": "circuit_opened", "pool": "gpu_breaker", "failure_count": 5}),
+    ("circuit closed, nil name", sp.circuit_breaker("closed", None, T),
+     {"type": "pool", "kind": "circuit_closed", "pool": DEPLOYMENT}),
+    ("retry success: `attempts`", sp.retry("success", T),
+     {"type": "pool", "kind": "retry_success", "pool": DEPLOYMENT, "attempt": 3}),
+    ("retry exhausted keeps the last error", sp.retry("exhausted", T),
+     {"kind": "retry_exhausted", "reason": "{:error, :timeout}"}),
 ]
 
 
 @pytest.mark.parametrize("envelope, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_native_event_normalises(envelope: dict, expected: dict):
-    event, reason = accept(envelope)
-    assert reason is None, reason
-    assert event.time == pytest.approx(EPOCH)
-    assert event.node == "app@host-1"
+def test_snakepit_event_normalises(envelope: dict, expected: dict):
+    event = one(envelope)
+    assert event.time == pytest.approx(envelope["time"])
+    assert event.node == sp.NODE
     for key, value in expected.items():
-        actual = type(event).__struct_config__.tag if key == "type" else getattr(event, key)
+        actual = tag(event) if key == "type" else getattr(event, key)
         assert actual == value, key
 
 
-def test_every_documented_event_has_a_case():
-    from schemas.native import HANDLERS
-
-    covered = {".".join(c[1]["event"]) for c in CASES}
-    assert set(HANDLERS) <= covered
+PYTHON = {e["event"][2] + "." + ".".join(e["event"][3:]): e for e in sp.python_events(G0, T)}
 
 
-def test_time_falls_back_to_system_time_in_native_units():
-    e = env("snakepit.pool.saturated", {"queue_size": 1, "max_queue_size": 2,
-                                         "system_time": 1_795_867_200_500_000}, {"pool": "p"},
-            unit="microsecond")
-    del e["time"]
-    event, reason = accept(e)
-    assert reason is None and event.time == pytest.approx(1_795_867_200.5)
+@pytest.mark.parametrize("name, expected", [
+    ("call.stop", {"kind": "call", "python_us": 2500, "trace_id": "c-py", "command": "predict"}),
+    ("call.exception", {"kind": "error", "error": "KeyError: 'x'"}),
+    ("memory.sampled", {"kind": "memory", "memory_bytes": 1 << 30}),
+    ("cpu.sampled", {"kind": "cpu", "cpu_percent": 55.5}),
+    ("gc.completed", {"kind": "gc", "gc_generation": 2}),
+    ("error.occurred", {"kind": "error", "error": "ValueError: bad shape"}),
+    ("tool.execution.stop", {"kind": "tool_stop", "python_us": 1000}),
+    ("tool.execution.exception", {"kind": "tool_exception", "error": "RuntimeError: oops"}),
+    ("tool.result_size", {"kind": "tool_result_size", "bytes": 2048}),
+])
+def test_relayed_python_events_find_the_logical_pool_and_keep_their_fields(name, expected):
+    event = one(PYTHON[name])
+    assert tag(event) == "python" and event.pool == "gpu_pool" and event.python_pid == 4242
+    for key, value in expected.items():
+        assert getattr(event, key) == value, key
+
+
+def test_python_measurements_sent_as_strings_are_numbers():
+    event = one(PYTHON["memory.sampled"])
+    assert event.metrics["vms_bytes"] == 4294967296.0
+
+
+def test_kept_events_are_native_and_counted_by_name():
+    for envelope in sp.kept_events(T):
+        event = one(envelope)
+        assert tag(event) == "native" and event.known is True
+        assert event.name == ".".join(envelope["event"])
+    oom = one(sp.kept_events(T)[-5])
+    assert oom.name == "snakepit.error.oom" and oom.measurements["requested_bytes"] == 1 << 33
+
+
+def test_every_mapped_event_is_emitted_by_the_fixtures_and_nothing_is_rejected():
+    envelopes = sp.every_event(T)
+    names = {".".join(e["event"]) for e in envelopes}
+    assert set(TABLE) <= names, sorted(set(TABLE) - names)
+    decoded = decode_json(__import__("orjson").dumps(envelopes))
+    assert decoded.rejects == []
+    assert len(decoded.events) == len(envelopes)
+    pools = {getattr(e, "pool", None) for e in decoded.events}
+    assert sp.GENSERVER not in pools and "Snakepit.Pool" not in pools
+
+
+def test_each_call_counts_once_under_its_logical_pool():
+    envelopes, expected = sp.deployment(T)
+    decoded = decode_json(__import__("orjson").dumps(envelopes))
+    assert decoded.rejects == []
+    requests = [e for e in decoded.events if tag(e) == "request"]
+    got = {pool: {"requests": 0, "errors": 0, "timeouts": 0} for pool in expected}
+    for r in requests:
+        got[r.pool]["requests"] += 1
+        if r.status != "ok":
+            got[r.pool]["errors" if r.status == "error" else "timeouts"] += 1
+    assert got == expected
+
+
+def test_an_unknown_event_is_kept_and_counted_not_rejected():
+    event = one(sp.envelope("snakepit.pool.queue.enqueued.v2", {"depth": 3}, {"pool": "default"}, T))
+    assert tag(event) == "native" and event.known is False and event.pool == "default"
+    assert event.measurements == {"depth": 3.0}
+
+
+def test_a_worker_id_of_another_shape_falls_back_to_the_deployment_pool():
+    event = one(sp.crash("custom-worker", T))
+    assert event.pool == DEPLOYMENT
+
+
+def test_a_native_duration_without_its_unit_is_rejected_not_assumed():
+    envelope = sp.execute_stop(D0, "p", "c", T, 1_000_000)
+    del envelope["native_time_unit"]
+    event, reason = accept(envelope)
+    assert event is None and "native_time_unit" in reason
+    ok = sp.saturated("default", T)  # carries no native duration: the unit is not needed
+    del ok["native_time_unit"]
+    assert one(ok).queue_depth == 1000
+
+
+def test_unit_is_read_from_the_envelope():
+    envelope = sp.execute_stop(D0, "p", "c", T, 5000)
+    envelope["native_time_unit"] = "microsecond"
+    assert one(envelope).duration_us == 5000
 
 
 @pytest.mark.parametrize("envelope, reason", [
-    (env("snakepit.nope.never", {}, {}), "unknown event snakepit.nope.never"),
-    (env("snakepit.pool.saturated", {"queue_size": "7"}, {"pool": "p"}),
+    (sp.envelope("snakepit.pool.saturated", {"queue_size": "seven"}, {"pool": "p"}, T),
      "measurement 'queue_size' should be a number"),
-    (env("snakepit.request.executed", {"duration_us": 5}, {"pool": "p"}, unit="fortnight"),
+    (sp.envelope("snakepit.pool.saturated", {"queue_size": [1]}, {"pool": "p"}, T),
+     "should be a number"),
+    (sp.envelope("snakepit.request.executed", {"duration_us": 5}, {"pool": "p"}, T, "fortnight"),
      "field 'native_time_unit'"),
-    ({"event": "not a list", "measurements": {}}, "unknown event not a list"),
+    ({"event": "", "measurements": {}, "time": T}, "field 'event'"),
+    ({"event": [1, 2], "measurements": {}, "time": T}, "field 'event'"),
     ({"event": ["snakepit", "worker", "crash"], "measurements": {}, "metadata": {"pool": "p"}},
      "no event time"),
-    (env("snakepit.worker.crash", {}, {"pool": "p"}), "missing required field `worker_id`"),
+    ({"event": ["snakepit", "worker", "crash"], "measurements": [], "time": T}, "'measurements'"),
+    ({"event": ["snakepit", "worker", "crash"], "metadata": "x", "time": T}, "'metadata'"),
+    (sp.envelope("snakepit.pool.saturated", {}, {"pool": "p"}, 4e12), "time"),
 ])
-def test_bad_native_envelopes_are_rejected_with_a_reason(envelope: dict, reason: str):
+def test_malformed_envelopes_are_rejected_with_a_reason(envelope: dict, reason: str):
     event, why = accept(envelope)
     assert event is None
-    assert reason in why
+    assert reason in why, why
+
+
+def test_metadata_terms_of_any_shape_never_crash_the_normaliser():
+    weird = {"pool": {"nested": [1, {"deep": None}]}, "worker_id": 12, "x": [None, True, 1.5],
+             "stacktrace": "x" * 100_000}
+    counts = Counter()
+    for name in TABLE:
+        event, reason = accept(sp.envelope(name, {}, weird, T))
+        counts["ok" if event is not None else "rejected"] += 1
+        if event is None:  # empty measurements: a request without its duration, and so on
+            assert "missing required field" in reason, (name, reason)
+    assert counts["ok"] > len(TABLE) // 2
