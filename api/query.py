@@ -164,7 +164,11 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
             have = {(r.series, r.bucket) for r in rows}
             rows = [r for r in older if (r.series, r.bucket) not in have] + rows
     idx_of = {d: dims.index(d) for d in q.group_by}
-    step = q.step or (q.end - q.start)
+    # Points sit on bucket boundaries (multiples of the step, as Prometheus aligns them), and
+    # every bucket that overlaps [from, to) counts: a range never loses its edges.
+    origin = q.start - q.start % (q.step or res)
+    end = -(-q.end // res) * res
+    step = q.step or (end - origin)
     points: dict[tuple[str, ...], dict[int, Aggregate]] = {}
     per_bucket: dict[tuple[str, ...], dict[int, float]] = {}
     members: dict[tuple[str, ...], dict[int, set[tuple[str, ...]]]] = {}
@@ -173,9 +177,9 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
         if m.kind == "counter":
             counts = per_bucket.setdefault(group, {})
             counts[row.bucket] = counts.get(row.bucket, 0) + row.agg.counters.get(m.field, 0)
-        if row.bucket < q.start:
+        if row.bucket < origin:
             continue
-        i = (row.bucket - q.start) // step
+        i = (row.bucket - origin) // step
         target = points.setdefault(group, {}).get(i)
         if target is None:
             points[group][i] = row.agg  # rows are fresh objects: merge into the first in place
@@ -185,11 +189,11 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
     series = []
     for group in sorted(points):
         pts = []
-        n_points = math.ceil((q.end - q.start) / step)
+        n_points = math.ceil((end - origin) / step)
         for i in range(n_points):
             agg = points[group].get(i)
-            t0 = q.start + i * step
-            t1 = min(t0 + step, q.end)
+            t0 = origin + i * step
+            t1 = min(t0 + step, end)
             value = _stat(q, agg, t0, t1, res, per_bucket.get(group, {}),
                           len(members[group].get(i, ())))
             if value is not None:

@@ -346,11 +346,11 @@ def every_event(t: float) -> list[dict]:
     """One envelope of every event Snakepit 0.13 emits."""
     d0, g0 = worker_id("default", 0), worker_id("gpu_pool", 0)
     return [
-        execute_start(d0, "predict", "c1", t), execute_stop(d0, "predict", "c1", t, 5_000_000),
-        execute_exception(d0, "predict", "c2", t, 7_000_000),
-        execute_start(d0, "predict", "c3", t, kind="execute_session", session="s1"),
-        execute_stop(d0, "predict", "c3", t, 3_000_000, kind="execute_session", session="s1"),
-        execute_exception(d0, "predict", "c4", t, 2_000_000, kind="execute_session"),
+        execute_start(d0, "predict", "e1", t), execute_stop(d0, "predict", "e1", t, 5_000_000),
+        execute_exception(d0, "predict", "e2", t, 7_000_000),
+        execute_start(d0, "predict", "e3", t, kind="execute_session", session="s1"),
+        execute_stop(d0, "predict", "e3", t, 3_000_000, kind="execute_session", session="s1"),
+        execute_exception(d0, "predict", "e4", t, 2_000_000, kind="execute_session"),
         request_executed("default", d0, "predict", t, 5100),
         dispatched("default", d0, "predict", t, queued=False),
         saturated("default", t), init_started(t), init_complete(t), worker_ready("default", d0, t),

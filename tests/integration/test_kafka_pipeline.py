@@ -44,7 +44,8 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
     raw = Producer({"bootstrap.servers": kafka_bootstrap})
     raw.produce(topic, orjson.dumps([good, {**good, "status": "maybe"}, native]), key=b"pool-a")
     raw.produce(topic, b"\xff not json", key=b"pool-a")
-    raw.produce(topic, orjson.dumps({"event": ["snakepit", "martian"], "measurements": {}}),
+    raw.produce(topic, orjson.dumps({"event": ["snakepit", "pool", "saturated"],
+                                     "measurements": {"queue_size": "lots"}, "time": T0 + 7}),
                 key=b"pool-a")
     assert raw.flush(30) == 0
 
@@ -109,7 +110,8 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
     reasons = sorted(dict(m.headers())["reason"].decode() for m in got)
     assert reasons[0].startswith("invalid JSON")
     assert "Invalid enum value 'maybe'" in reasons[1]
-    assert reasons[2] == "unknown event snakepit.martian"
+    assert reasons[2] == "snakepit.pool.saturated: measurement 'queue_size' should be a number, " \
+                         "got 'lots'"
     assert {m.value() for m in got} >= {b"\xff not json"}
     assert all(dict(m.headers())["source"].decode().startswith(f"kafka:{topic}/") for m in got)
     assert len(store.rejects(10)) == 3
