@@ -12,6 +12,7 @@ detectors labelled data. Same seed, same events.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from collections import deque
@@ -110,6 +111,7 @@ class Simulation:
                  pools: list[PoolSpec] | None = None, incidents: list[Incident] | None = None,
                  node: str = "app@host-1") -> None:
         self.rate, self.start, self.end = rate, start, start + duration
+        self._unique = itertools.count(1)  # Snakepit's :erlang.unique_integer in worker ids
         self.rng = random.Random(seed)
         self.pools = pools or default_pools(rate)
         self.incidents = incidents or []
@@ -127,6 +129,14 @@ class Simulation:
         self._seq += 1
         heapq.heappush(self._heap, (t, self._seq, kind, args))
 
+    def _worker_id(self, pool: str, i: int) -> str:
+        """As Snakepit names workers: ``<pool>_worker_<i>_<unique>`` (pool/initializer.ex)."""
+        return f"{pool}_worker_{i}_{next(self._unique)}"
+
+    def _replacement(self, worker_id: str) -> str:
+        """A restarted or recycled worker comes back under a new id in the same slot."""
+        return f"{worker_id.rsplit('_', 1)[0]}_{next(self._unique)}"
+
     def _incident(self, kind: str, t: float, pool: str) -> bool:
         return any(i.kind == kind and i.active(t, pool) for i in self.incidents)
 
@@ -136,7 +146,7 @@ class Simulation:
             self._memory[spec.name] = 300e6
             self._workers[spec.name] = []
             for i in range(spec.pool_size):
-                yield from self._spawn(spec, f"{spec.name}_worker_{i}", self.start)
+                yield from self._spawn(spec, self._worker_id(spec.name, i), self.start)
             self._at(self.start + self.rng.expovariate(self._rate(spec, self.start)), "arrive",
                      spec)
             self._at(self.start + 1, "stats", spec)
@@ -268,13 +278,13 @@ class Simulation:
         yield Worker(time=t, kind="crashed", worker_id=w.id, pool=spec.name, exit_code=137,
                      reason="{:exit_status, 137}", node=self.node)
         yield Worker(time=t, kind="restarted", worker_id=w.id, pool=spec.name, node=self.node)
-        yield from self._spawn(spec, w.id, t)
+        yield from self._spawn(spec, self._replacement(w.id), t)
 
     def _recycle(self, spec: PoolSpec, w: _Worker, t: float, reason: str) -> Iterator[Event]:
         self._retire(spec, w)
         yield Worker(time=t, kind="recycled", worker_id=w.id, pool=spec.name, reason=reason,
                      uptime_s=t - w.started, request_count=w.served, node=self.node)
-        yield from self._spawn(spec, w.id, t)
+        yield from self._spawn(spec, self._replacement(w.id), t)
 
     def _touch_session(self, spec: PoolSpec, session: str, t: float) -> Iterator[Event]:
         expires = self._sessions.get(session)

@@ -7,24 +7,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from schemas.events import Event, Request
+from schemas.events import Event
 from simulator.model import INCIDENT_KINDS, Incident, Simulation
-
-
-def to_native(event: Event) -> dict[str, Any] | Event:
-    """Render a canonical event as the envelope Snakepit's forwarder would produce."""
-    if isinstance(event, Request) and event.worker_id is not None:
-        return {"event": ["snakepit", "grpc_worker", "execute", "stop"],
-                "measurements": {"duration": event.duration_us * 1000,
-                                 "duration_ms": event.duration_us // 1000, "executions": 1,
-                                 **({"errors": 1} if event.status != "ok" else {})},
-                "metadata": {"pool": event.pool, "worker_id": event.worker_id,
-                             "command": event.command, "adapter": event.adapter,
-                             "correlation_id": event.trace_id, "session_id": event.session_id,
-                             "status": "ok" if event.status == "ok" else "error",
-                             "rpc_system": "grpc"},
-                "time": event.time, "node": event.node, "native_time_unit": "nanosecond"}
-    return event
+from simulator.native import to_native
 
 
 def parse_incident(text: str, start: float) -> Incident:
@@ -50,8 +35,9 @@ def drive(sink: Any, rate: float, duration: float, seed: int, realtime: bool,
     wall0 = time.monotonic()
     last_report = 0.0
     for event in _paced(sim.events(), t0, realtime):
-        sink.send(to_native(event) if native else event)
-        sent += 1
+        for item in to_native(event) if native else (event,):
+            sink.send(item)
+            sent += 1
         if progress and (sent & 1023) == 0:
             now = time.monotonic()
             if now - last_report > 0.5:

@@ -60,14 +60,35 @@ def test_latency_regression_and_crash_loop_are_visible():
     assert sum(START + 100 <= e.time < START + 200 and e.pool == "gpu" for e in crashes) >= 5
 
 
-def test_native_envelopes_normalise_back_to_the_same_requests():
-    reqs = [e for e in events(20) if isinstance(e, Request) and e.worker_id][:200]
+def test_native_mode_emits_what_snakepit_emits_and_each_call_counts_once():
+    evs = events(20)
+    reqs = [e for e in evs if isinstance(e, Request)]
+    assert any(e.queue_wait_us for e in reqs) and any(not e.queue_wait_us for e in reqs)
+    counted = 0
     for e in reqs:
-        back, reason = accept(msgspec.json.decode(msgspec.json.encode(to_native(e))))
-        assert reason is None, reason
-        assert (back.pool, back.worker_id, back.command, back.duration_us) == \
+        items = to_native(e)
+        if e.worker_id is None:  # a queue timeout: Snakepit emits nothing
+            assert items == []
+            continue
+        names = [".".join(i["event"]) for i in items]
+        assert names[0] == "snakepit.grpc_worker.execute.stop"
+        assert items[0]["metadata"]["pool"] == "Elixir.Snakepit.Pool"
+        assert names[1:] == ([] if e.queue_wait_us else ["snakepit.request.executed"])
+        back = [accept(msgspec.json.decode(msgspec.json.encode(i))) for i in items]
+        assert all(reason is None for _, reason in back), back
+        requests = [b for b, _ in back if isinstance(b, Request)]
+        assert len(requests) == 1
+        r = requests[0]
+        assert (r.pool, r.worker_id, r.command, r.duration_us) == \
             (e.pool, e.worker_id, e.command, e.duration_us)
-        assert back.status == ("ok" if e.status == "ok" else "error")
+        assert r.status == e.status
+        counted += 1
+    assert counted > 100
+    spawned = [i for e in evs if isinstance(e, Worker) and e.kind == "spawned"
+               for i in to_native(e)]
+    for item in spawned:
+        event, reason = accept(item)
+        assert reason is None and event.pool in {e.pool for e in reqs}
 
 
 class _Collect:
