@@ -239,3 +239,11 @@ def test_metadata_terms_of_any_shape_never_crash_the_normaliser():
         if event is None:  # empty measurements: a request without its duration, and so on
             assert "missing required field" in reason, (name, reason)
     assert counts["ok"] > len(TABLE) // 2
+
+
+def test_the_readme_lists_every_snakepit_event_understood():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [n for n in TABLE if f"`{n.removeprefix('snakepit.')}`" not in readme]
+    assert missing == []
