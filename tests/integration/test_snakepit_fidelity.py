@@ -117,7 +117,7 @@ def test_every_snakepit_event_through_kafka_to_a_real_worker(
     refs = [r for r in store.series("request") if rolled_up_pool(r.labels) not in (None, "__all__")]
     for row in store.read(refs, 3600, int(t0) // 3600 * 3600, int(t0) + 3600):
         c = row.agg.counters
-        mine = got.setdefault(row.labels[0], {"requests": 0, "errors": 0, "timeouts": 0})
+        mine = got.setdefault(row.series.labels[0], {"requests": 0, "errors": 0, "timeouts": 0})
         for key in mine:
             mine[key] += int(c.get(key, 0))
     assert got == expected
