@@ -59,8 +59,16 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     ui.install(app)
     started = time.monotonic()
 
-    @app.get("/health", response_model=Health, tags=["health"])
+    @app.get("/health", response_model=Health, tags=["health"],
+             responses={503: {"description": "the store cannot be written (reason in detail)"}})
     def health() -> Health:
+        runner = services.runner
+        if runner is not None and runner.failing_since is not None:
+            raise problems.Problem(
+                503, "Unhealthy", f"the store cannot be written since "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(runner.failing_since))}: "
+                f"{runner.last_error}; acknowledged events are kept in the write-ahead log",
+                headers={"Retry-After": "5"})
         return Health(status="ok", version=__version__, mode=services.mode,
                       uptime_seconds=round(time.monotonic() - started, 3))
 

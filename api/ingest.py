@@ -15,6 +15,7 @@ from api.problems import Problem
 from api.services import Services, get_services
 from schemas.decode import decode_json, decode_ndjson
 from store.base import RejectRecord
+from streams.embedded import Overloaded, Unavailable
 
 ingest_router = APIRouter(tags=["ingest"])
 rejects_router = APIRouter(tags=["ingest"])
@@ -55,20 +56,35 @@ async def ingest(request: Request, services: Annotated[Services, Depends(get_ser
     body = await _read_body(request, services.max_body_bytes)
     decoded = decode_ndjson(body) if media in NDJSON_TYPES else decode_json(body)
     source = f"http:{request.client.host if request.client else 'unknown'}"
+    if decoded.events:
+        await submit(services, decoded.events)
+        services.counters["events_accepted_total"] += len(decoded.events)
     if decoded.rejects:
         now = time.time()
         await run_in_threadpool(services.store.add_rejects, [
             RejectRecord(now, source, r.reason, r.raw) for r in decoded.rejects])
         services.counters["events_rejected_total"] += len(decoded.rejects)
-    if decoded.events:
-        await run_in_threadpool(services.sink.submit, decoded.events)
-        services.counters["events_accepted_total"] += len(decoded.events)
     if len(decoded.rejects) == 1 and decoded.rejects[0].index == -1:
         raise Problem(400, "Invalid body", decoded.rejects[0].reason, param="body",
                       accepted=0, rejected=[{"index": -1, "reason": decoded.rejects[0].reason}])
     return IngestResult(accepted=len(decoded.events),
                         rejected=[RejectedItem(index=r.index, reason=r.reason)
                                   for r in decoded.rejects])
+
+
+async def submit(services: Services, events: list) -> None:
+    """Hand accepted events to the sink; a full queue is a 429, a batch that cannot be made
+    durable a 503, both with ``Retry-After`` (nothing of the batch was kept)."""
+    try:
+        await run_in_threadpool(services.sink.submit, events)
+    except Overloaded as exc:
+        services.counters["ingest_overloaded_total"] += 1
+        raise Problem(429, "Too many events queued", str(exc), param="body",
+                      headers={"Retry-After": str(exc.retry_after)}) from exc
+    except Unavailable as exc:
+        services.counters["ingest_unavailable_total"] += 1
+        raise Problem(503, "Cannot store events now", str(exc), param="body",
+                      headers={"Retry-After": str(exc.retry_after)}) from exc
 
 
 @rejects_router.get("/v1/rejects", response_model=list[StoredReject],

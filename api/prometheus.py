@@ -45,6 +45,25 @@ def exposition(services: Services) -> str:
     for name, help_text in _SELF.items():
         header(f"snakepit_perf_{name}", "counter", help_text)
         lines.append(f"snakepit_perf_{name} {services.counters.get(name, 0)}")
+    runner = services.runner
+    if runner is not None:
+        for name, kind, help_text, value in [
+            ("queued_events", "gauge", "events waiting to be aggregated (ingest answers 429 "
+             "past the limit)", runner.queued_events),
+            ("ingest_overloaded_total", "counter", "ingest requests refused with 429",
+             services.counters.get("ingest_overloaded_total", 0)),
+            ("ingest_unavailable_total", "counter", "ingest requests refused with 503 (the batch "
+             "could not be made durable)", services.counters.get("ingest_unavailable_total", 0)),
+            ("store_write_errors_total", "counter", "failed rollup and checkpoint writes (retried)",
+             runner.write_errors),
+            ("wal_bytes", "gauge", "write-ahead log on disk, not yet covered by a checkpoint",
+             runner.wal.size_bytes() if runner.wal is not None else 0),
+            ("wal_replayed_events", "gauge", "acknowledged events replayed from the write-ahead "
+             "log at start", runner.replayed),
+            ("store_bytes", "gauge", "the embedded store's files",
+             services.store.size_bytes() if hasattr(services.store, "size_bytes") else 0)]:
+            header(f"snakepit_perf_{name}", kind, help_text)
+            lines.append(f"snakepit_perf_{name} {value}")
     engine = services.engine
     if engine is None:
         return "\n".join(lines) + "\n"

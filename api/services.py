@@ -13,6 +13,7 @@ from models.runner import AlertRunner, StoredAlerts
 from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RollupStore
+from streams.embedded import EmbeddedRunner
 from streams.engine import Engine
 from streams.spans import SpanJoiner
 
@@ -34,6 +35,7 @@ class Services:
     alerts: AlertRunner | None = None  # alert evaluation, where the engine runs
     alert_view: StoredAlerts | None = None  # the workers' alert state, read-only (distributed)
     counters: Counter[str] = field(default_factory=Counter)
+    runner: EmbeddedRunner | None = None  # the embedded runner: health, WAL and queue figures
     spans: SpanJoiner | None = None  # OTLP span pairing; create_app makes one over ``sink``
 
     def __post_init__(self) -> None:

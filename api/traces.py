@@ -19,6 +19,7 @@ from api.ingest import _read_body
 from api.problems import Problem
 from api.services import Services, get_services
 from schemas.otlp import OtlpError, parse_json, parse_protobuf
+from streams.embedded import Overloaded, Unavailable
 
 router = APIRouter(tags=["ingest"])
 
@@ -40,7 +41,12 @@ async def traces(request: Request, services: Annotated[Services, Depends(get_ser
         spans = parse_protobuf(body) if media == PROTOBUF else parse_json(body)
     except OtlpError as exc:
         raise Problem(400, "Invalid OTLP body", str(exc), param="body") from exc
-    used = await run_in_threadpool(services.spans.add, spans)
+    try:
+        used = await run_in_threadpool(services.spans.add, spans)
+    except (Overloaded, Unavailable) as exc:
+        raise Problem(429 if isinstance(exc, Overloaded) else 503, "Cannot take spans now",
+                      str(exc), param="body", headers={"Retry-After": str(exc.retry_after)}) \
+            from exc
     services.counters["spans_accepted_total"] += used
     answer = ExportTraceServiceResponse()
     if used < len(spans):

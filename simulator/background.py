@@ -67,7 +67,7 @@ class BackgroundSimulation:
                 ahead = event.time - time.time()
                 if ahead > 0:
                     if batch:  # send what is due before waiting for the next event
-                        self.submit(batch)
+                        self._send(batch)
                         batch = []
                     if self._stop.wait(ahead):
                         return
@@ -75,7 +75,21 @@ class BackgroundSimulation:
                 first = time.monotonic()
             batch.append(event)
             if len(batch) >= 1000 or (realtime and time.monotonic() - first > self.FLUSH_S):
-                self.submit(batch)
+                self._send(batch)
                 batch = []
         if batch:
-            self.submit(batch)
+            self._send(batch)
+
+    def _send(self, batch: list[Event]) -> None:
+        """Submit, waiting and retrying while the runner is overloaded or cannot store (as a
+        well-behaved client does on 429/503), until stopped."""
+        while True:
+            try:
+                self.submit(batch)
+                return
+            except Exception as exc:
+                retry_after = getattr(exc, "retry_after", None)
+                if retry_after is None:
+                    raise
+                if self._stop.wait(min(retry_after, 1.0)):
+                    return

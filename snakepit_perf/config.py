@@ -60,12 +60,19 @@ class AlertSettings:
 
 
 @dataclass
+class IngestSettings:
+    # Events waiting to be aggregated (embedded run) before ingest answers 429 with Retry-After.
+    max_queued_events: int = 200_000
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".snakepit-perf")
     api: ApiSettings = field(default_factory=ApiSettings)
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    ingest: IngestSettings = field(default_factory=IngestSettings)
 
 
 def load(path: Path | None = None, env: dict[str, str] | None = None,

@@ -46,6 +46,7 @@ def alerts_checkpoint(settings: Settings) -> str:
 def build_worker(settings: Settings) -> FaustWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust keeps its data dir under it
     store = cassandra_store(settings)
     outputs = [KafkaAlertPublisher(k.bootstrap, k.alerts_topic), *alert_outputs(settings)]
     # One checkpoint for the group: a restarted or rebalanced worker resumes its pools' learned
@@ -60,6 +61,7 @@ def build_worker(settings: Settings) -> FaustWorker:
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = cassandra_store(settings)
     producer = EventProducer(settings.kafka.bootstrap, settings.kafka.events_topic)
     archive = ArchiveReader(settings.data_dir / "archive")  # filled by `export --archive`

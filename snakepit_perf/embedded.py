@@ -31,9 +31,11 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     alerts = AlertRunner(alert_engine(settings), alert_outputs(settings), store=store,
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
-    runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume)
+    runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume,
+                            wal_dir=settings.data_dir / "wal",
+                            max_queued_events=settings.ingest.max_queued_events)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
-                              archive=ArchiveReader(archive), alerts=alerts), keys)
+                              archive=ArchiveReader(archive), alerts=alerts, runner=runner), keys)
 
     simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
         if simulate else None

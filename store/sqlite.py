@@ -63,6 +63,7 @@ class SQLiteStore:
         self.path = path
         self.retention = retention or DEFAULT_RETENTION
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect on a new file
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
@@ -192,14 +193,36 @@ class SQLiteStore:
         with self._lock:
             self._db.execute("DELETE FROM dashboards WHERE id=?", (dashboard_id,))
 
+    REJECTS_KEEP_S = 7 * 86400  # rejects are for inspection: a week, and at most
+    REJECTS_KEEP_BYTES = 64 * 1024 * 1024  # this many bytes of raw bodies
+
     def apply_retention(self, now: float) -> int:
+        """Drop rollups past their resolution's retention and rejects past a week or past
+        ``REJECTS_KEEP_BYTES`` (oldest first); the freed pages are reused by later writes."""
         removed = 0
         with self._lock:
             for resolution, keep in self.retention.items():
                 cur = self._db.execute("DELETE FROM rollups WHERE resolution=? AND bucket<?",
                                        (resolution, int(now - keep)))
                 removed += cur.rowcount
+            removed += self._db.execute("DELETE FROM rejects WHERE time<?",
+                                        (now - self.REJECTS_KEEP_S,)).rowcount
+            row = self._db.execute(
+                "SELECT id FROM (SELECT id, SUM(length(raw)) OVER (ORDER BY id DESC) AS total "
+                "FROM rejects) WHERE total>? ORDER BY id DESC LIMIT 1",
+                (self.REJECTS_KEEP_BYTES,)).fetchone()
+            if row is not None:
+                removed += self._db.execute("DELETE FROM rejects WHERE id<=?", row).rowcount
+            self._db.execute("PRAGMA incremental_vacuum")
         return removed
+
+    def size_bytes(self) -> int:
+        """The database file and its SQLite write-ahead log, in bytes."""
+        total = 0
+        for suffix in ("", "-wal"):
+            p = Path(f"{self.path}{suffix}")
+            total += p.stat().st_size if p.exists() else 0
+        return total
 
     def close(self) -> None:
         with self._lock:

@@ -1,8 +1,15 @@
 """The embedded runner: the engine in-process, fed by HTTP ingest and the load generator.
 
+With a write-ahead log (``wal_dir``), ``submit`` returns only once its batch is on disk: a
+batch is appended to the log, fsynced (grouped with concurrent batches), then aggregated, in
+log order; a restart restores the last checkpoint and replays the log after it, so what was
+acknowledged is never lost, and a late checkpoint costs replay time, not data. Work waiting
+to be aggregated is bounded (``max_queued_events``): past it ``submit`` raises ``Overloaded``
+instead of queueing without end.
+
 Batches are aggregated as they arrive (under a lock; the engine is not thread-safe) and closed
 rollups are written to the store by a background thread once a second, together with a
-checkpoint of the open state, so a restart resumes where the last checkpoint stood; once an
+checkpoint of the open state (and the last log record it covers); once an
 hour, closed days are archived to Parquet (when an archive folder is set). When no
 events arrive for ``idle_grace`` seconds, the wall clock moves the watermark so that the last
 panes of a stream that went quiet still close.
@@ -18,15 +25,36 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.events import Event
+import msgspec
+
+from schemas.events import AnyEvent, Event
 from store.base import Checkpoint, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 from streams.live import LiveState
+from streams.wal import WalError, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "embedded"
 SOURCE = "embedded"
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder(list[AnyEvent]).decode
+
+
+class Overloaded(Exception):
+    """More work is waiting than the bound allows; retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(Exception):
+    """The batch cannot be made durable now (a full disk, a failing log); nothing was kept."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class EmbeddedRunner:
@@ -35,31 +63,110 @@ class EmbeddedRunner:
     def __init__(self, store: RollupStore, lateness: float = 5.0, idle_grace: float = 5.0,
                  flush_interval: float = 1.0, max_label_values: int = 1000,
                  archive_dir: Path | None = None, archive_every: float = 3600.0,
-                 on_minutes: Callable[[list[Rollup]], None] | None = None) -> None:
+                 on_minutes: Callable[[list[Rollup]], None] | None = None,
+                 wal_dir: Path | None = None, max_queued_events: int = 200_000,
+                 retention_every: float = 3600.0) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
         self.engine = Engine.resume(cp.state if cp is not None else None, lateness,
                                     max_label_values)
         self.engine.live = LiveState()
+        self.wal = WriteAheadLog(wal_dir) if wal_dir is not None else None
+        self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
+        self.replayed = 0
+        self._pending: list[Rollup] = []
+        if self.wal is not None:
+            self._replay()
+        self.max_queued_events = max_queued_events
+        self.queued_events = 0
+        self.overloaded = 0
+        self._queue_lock = threading.Lock()
+        self._order = threading.Condition()  # batches are aggregated in log order
+        self._tickets = self._done = 0
+        self.retention_every = retention_every
+        self._last_retention = -math.inf
         self.idle_grace = idle_grace
         self.flush_interval = flush_interval
         self._lock = threading.Lock()
-        self._pending: list[Rollup] = []
         self._last_event = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.write_errors = 0
+        self.failing_since: float | None = None  # the store's writes have failed since then
+        self.last_error = ""
         self.on_minutes = on_minutes  # gets each flush's closed 1-minute rollups (alerting)
         self.archive_dir = archive_dir
         self.archive_every = archive_every
         self._last_archive = -math.inf
 
+    def _replay(self) -> None:
+        """Aggregate what the log holds after the checkpoint (batches acknowledged but not yet
+        covered by a checkpoint when the last process stopped)."""
+        for seq, payload in self.wal.records(after=self.covered_seq):
+            try:
+                events = _decode(payload)
+            except msgspec.DecodeError:
+                log.warning("write-ahead log record %d is not a batch of events; skipped", seq)
+                continue
+            self._pending.extend(self.engine.process(events, source=SOURCE))
+            self.covered_seq = seq
+            self.replayed += len(events)
+        if self.replayed:
+            log.info("replayed %d acknowledged events from the write-ahead log", self.replayed)
+
     def submit(self, events: Sequence[Event]) -> None:
+        """Aggregate a batch; with a log, return only once it is durable. Raises ``Overloaded``
+        past the queue bound and ``Unavailable`` when the batch could not be made durable
+        (then it is not aggregated either: a 503 never counts)."""
         if not events:
             return
-        with self._lock:
-            self._pending.extend(self.engine.process(list(events), source=SOURCE))
-            self._last_event = time.monotonic()
+        n = len(events)
+        with self._queue_lock:
+            if self.queued_events and self.queued_events + n > self.max_queued_events:
+                self.overloaded += 1
+                raise Overloaded(f"{self.queued_events} events are waiting to be aggregated "
+                                 f"(limit {self.max_queued_events}); retry shortly")
+            self.queued_events += n
+        try:
+            if self.wal is None:
+                with self._lock:
+                    self._pending.extend(self.engine.process(list(events), source=SOURCE))
+                    self._last_event = time.monotonic()
+                return
+            self._submit_logged(list(events))
+        finally:
+            with self._queue_lock:
+                self.queued_events -= n
+
+    def _submit_logged(self, events: list[Event]) -> None:
+        payload = _encode(events)
+        with self._order:
+            try:
+                seq = self.wal.append(payload)
+            except WalError as exc:
+                raise Unavailable(str(exc)) from exc
+            ticket = self._tickets
+            self._tickets += 1
+        durable = False
+        try:
+            self.wal.sync(seq)
+            durable = True
+        except WalError as exc:
+            raise Unavailable(str(exc)) from exc
+        finally:
+            with self._order:
+                while self._done != ticket:
+                    self._order.wait()
+            try:
+                if durable:
+                    with self._lock:
+                        self._pending.extend(self.engine.process(events, source=SOURCE))
+                        self._last_event = time.monotonic()
+                        self.covered_seq = seq
+            finally:
+                with self._order:
+                    self._done += 1
+                    self._order.notify_all()
 
     def flush(self, now: float | None = None) -> int:
         """Write closed rollups and a checkpoint; returns how many rollups were written."""
@@ -72,21 +179,36 @@ class EmbeddedRunner:
             pending, self._pending = self._pending, []
             notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
+            covered = self.covered_seq
         try:
             if notes:
                 self.store.add_annotations([annotation_record(a) for a in notes])
-            self.store.write(pending, checkpoint=(CHECKPOINT, Checkpoint(state)))
-            if self.on_minutes is not None:
-                self.on_minutes([r for r in pending if r.resolution == 60 and not r.late])
-        except Exception:
+            self.store.write(pending, checkpoint=(CHECKPOINT, Checkpoint(state, {"wal": covered})))
+        except Exception as exc:
             # Keep the rollups for the next attempt: a slow or failing store delays, never loses.
             self.write_errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            if self.failing_since is None:
+                self.failing_since = time.time()
             log.exception("writing %d rollups failed; will retry", len(pending))
             with self._lock:
                 self._pending[:0] = pending
                 self.engine.annotations[:0] = notes
             return 0
+        self.failing_since = None
+        if self.wal is not None:
+            self.wal.covered(covered)
+        if self.on_minutes is not None:
+            try:
+                self.on_minutes([r for r in pending if r.resolution == 60 and not r.late])
+            except Exception:
+                log.exception("alert evaluation of a flush failed")
         return len(pending)
+
+    def apply_retention(self, now: float | None = None) -> int:
+        """Delete rollups and rejects past the configured retention (the scheduled job)."""
+        apply = getattr(self.store, "apply_retention", None)
+        return apply(now or time.time()) if apply is not None else 0
 
     def close_all(self) -> int:
         """Close every open window now (end of a finite input) and write it."""
@@ -104,6 +226,8 @@ class EmbeddedRunner:
         if self._thread is not None:
             self._thread.join(timeout=30)
         self.flush()
+        if self.wal is not None:
+            self.wal.close()
 
     def archive_closed_days(self, now: datetime | None = None) -> list[Path]:
         """The scheduled job: write every closed day not yet in the Parquet archive."""
@@ -124,6 +248,12 @@ class EmbeddedRunner:
             # A big open state makes each checkpoint slow: keep checkpointing under ~25% of the
             # time, at the price of rollups reaching the store a little later.
             wait = max(self.flush_interval, 3 * (time.monotonic() - started))
+            if time.monotonic() - self._last_retention >= self.retention_every:
+                self._last_retention = time.monotonic()
+                try:
+                    self.apply_retention()
+                except Exception:
+                    log.exception("applying the retention failed; will retry")
             if time.monotonic() - self._last_archive >= self.archive_every:
                 self._last_archive = time.monotonic()
                 try:

@@ -18,6 +18,7 @@ engine on the same correlation id (``streams.dedupe``).
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -34,6 +35,7 @@ PYTHON_SPANS = ("BridgeService/ExecuteTool", "BridgeService/ExecuteStreamingTool
 _WORKER_ID = re.compile(r"^(?P<pool>.+)_worker_\d+_\d+$")
 _MODULE = re.compile(r"^(Elixir\.)?[A-Z]\w*(\.[A-Z]\w*)+$")
 SOURCE = "otlp"
+log = logging.getLogger(__name__)
 
 
 def is_elixir_call(span: Span) -> bool:
@@ -67,6 +69,7 @@ class SpanJoiner:
         self.invalid: list[str] = []  # reasons of calls whose event failed validation (recent)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._unsent: list[Event] = []
 
     def add(self, spans: Sequence[Span]) -> int:
         """Join the spans of one export; returns how many were Snakepit call spans."""
@@ -115,7 +118,9 @@ class SpanJoiner:
         self._emit(out)
 
     def _emit(self, out: list[dict]) -> None:
-        events: list[Event] = []
+        """Submit the calls; if the sink refuses (overload, full disk) they are kept and sent
+        first next time, and the refusal goes back to the caller."""
+        events, self._unsent = self._unsent, []
         for item in out:
             event, reason = accept(item)
             if event is not None:
@@ -123,7 +128,11 @@ class SpanJoiner:
             else:
                 self.invalid = [*self.invalid[-99:], reason or ""]
         if events:
-            self.submit(events)
+            try:
+                self.submit(events)
+            except Exception:
+                self._unsent = events + self._unsent
+                raise
 
     def _expired(self, now: float) -> list[dict]:
         old = [cid for cid, p in self.pending.items() if now - p.first_seen >= self.wait_s]
@@ -145,7 +154,10 @@ class SpanJoiner:
 
     def _run(self) -> None:
         while not self._stop.wait(min(1.0, self.wait_s / 4)):
-            self.flush_expired()
+            try:
+                self.flush_expired()
+            except Exception:
+                log.exception("handing joined spans to the engine failed; will retry")
 
 
 def _pool(attrs: dict) -> str:

@@ -1,0 +1,237 @@
+"""Acknowledged means durable (embedded `run`): SIGKILLs at random moments lose no acknowledged
+event; overload answers 429 with Retry-After; a full disk answers 503 and loses nothing
+acknowledged before it; the service applies its retention itself; `worker` and `api` start
+from a brand-new HOME."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+
+from schemas.events import Request
+from tests.integration import kafka_helpers as kh
+from tests.integration.test_simulate import _up, free_port
+
+BATCH = 500
+
+
+def start_run(data_dir: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data_dir)}
+    run = subprocess.Popen([kh.EXE, "run", "--port", str(port), *extra], env=env,
+                           stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    kh.wait_for(lambda: _up(port), 60, "run to serve", procs=((run, log),))
+    return run
+
+
+def batch(n: int, start: float) -> bytes:
+    """Batch ``n``: 500 requests whose pool and command name the batch (each dimension stays
+    under the 1,000-value cardinality limit), so what is stored can be matched batch by batch."""
+    return msgspec.json.encode([
+        Request(time=start + n * 0.05 + i * 1e-4, pool=f"p{n % 40}", command=f"c{n // 40}",
+                duration_us=1000 + i, status="ok") for i in range(BATCH)])
+
+
+def stored_by_batch(base: str, start: float, end: float) -> dict[str, float]:
+    r = httpx.get(f"{base}/v1/query", params={
+        "metric": "requests_total", "stat": "count", "from": int(start), "to": int(end) + 1,
+        "step": "1h", "group_by": "pool,command"}, timeout=30)
+    assert r.status_code == 200, r.text
+    out = {}
+    for s in r.json()["series"]:
+        n = int(s["labels"]["command"][1:]) * 40 + int(s["labels"]["pool"][1:])
+        total = sum(p[1] for p in s["points"])
+        if total:
+            out[f"b{n}"] = total
+    return out
+
+
+def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path):
+    rng = random.Random(7)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    start = (time.time() - 3 * 3600) // 3600 * 3600  # a closed hour: stored once idle
+    acked: set[int] = set()
+    sent: set[int] = set()
+    n = 0
+    log = tmp_path / "run.log"
+    for _kill in range(5):
+        run = start_run(tmp_path, port, log)
+        stop = threading.Event()
+
+        def post(stop: threading.Event = stop) -> None:
+            nonlocal n
+            with httpx.Client(timeout=10) as client:
+                while not stop.is_set():
+                    mine = n
+                    n += 1
+                    sent.add(mine)
+                    try:
+                        r = client.post(f"{base}/v1/events", content=batch(mine, start),
+                                        headers={"Content-Type": "application/json"})
+                    except httpx.TransportError:
+                        return
+                    if r.status_code == 202:
+                        acked.add(mine)
+
+        sender = threading.Thread(target=post)
+        sender.start()
+        time.sleep(rng.uniform(0.5, 3.0))
+        run.send_signal(signal.SIGKILL)
+        run.wait(30)
+        stop.set()
+        sender.join(30)
+    assert len(acked) > 50
+    run = start_run(tmp_path, port, log)
+    try:
+        end = start + n * 0.05 + 1
+
+        def complete() -> bool:
+            got = stored_by_batch(base, start, end)
+            return all(got.get(f"b{i}") == BATCH for i in acked)
+
+        kh.wait_for(complete, 90, f"the {len(acked)} acknowledged batches to be stored")
+        got = stored_by_batch(base, start, end)
+        assert all(v == BATCH for v in got.values()), "a batch is stored whole or not at all"
+        assert {int(k[1:]) for k in got} <= sent
+        assert len(got) - len(acked) <= 5, "only a batch in flight at a kill may be extra"
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "snakepit_perf_wal_replayed_events" in metrics
+    finally:
+        run.terminate()
+        run.wait(30)
+
+
+def test_overload_answers_429_with_retry_after_and_loses_nothing_acknowledged(tmp_path: Path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env_extra = {"SNAKEPIT_PERF_INGEST_MAX_QUEUED_EVENTS": "2000"}
+    os.environ.update(env_extra)
+    try:
+        run = start_run(tmp_path, port, tmp_path / "run.log")
+    finally:
+        for k in env_extra:
+            os.environ.pop(k)
+    start = (time.time() - 3 * 3600) // 3600 * 3600
+    codes: list[int] = []
+    acked: list[int] = []
+    lock = threading.Lock()
+    counter = iter(range(10**6))
+
+    def hammer() -> None:
+        with httpx.Client(timeout=30) as client:
+            for _ in range(40):
+                with lock:
+                    mine = next(counter)
+                r = client.post(f"{base}/v1/events", content=batch(mine, start),
+                                headers={"Content-Type": "application/json"})
+                with lock:
+                    codes.append(r.status_code)
+                    if r.status_code == 202:
+                        acked.append(mine)
+                    elif r.status_code == 429:
+                        assert r.headers["Retry-After"].isdigit()
+                        assert r.headers["content-type"].startswith("application/problem+json")
+                        assert "limit 2000" in r.json()["detail"]
+    try:
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert 429 in codes and 202 in codes
+        assert set(codes) <= {202, 429}, set(codes)
+        end = start + 400 * 0.05 + 1
+        kh.wait_for(lambda: sorted(stored_by_batch(base, start, end)) ==
+                    sorted(f"b{i}" for i in acked), 60, "exactly the acknowledged batches stored")
+    finally:
+        run.terminate()
+        run.wait(30)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 24 MB filesystem of its own (tmpfs; the harness runs as root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, f"cannot mount a tmpfs for the full-disk test: {r.stderr}"
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_answers_503_and_keeps_what_was_acknowledged(small_disk: Path, tmp_path: Path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "run.log"
+    run = start_run(small_disk, port, log)
+    start = (time.time() - 3 * 3600) // 3600 * 3600
+    acked, n = [], 0
+    try:
+        with httpx.Client(timeout=30) as client:
+            for n in range(2000):
+                r = client.post(f"{base}/v1/events", content=batch(n, start),
+                                headers={"Content-Type": "application/json"})
+                if r.status_code != 202:
+                    break
+                acked.append(n)
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert "disk" in r.json()["detail"] or "No space" in r.json()["detail"]
+        assert r.headers["Retry-After"].isdigit()
+        run.send_signal(signal.SIGKILL)
+        run.wait(30)
+        # space comes back: the service recovers by itself and still has every acknowledged batch
+        subprocess.run(["mount", "-o", "remount,size=256m", str(small_disk)], check=True)
+        run = start_run(small_disk, port, log)
+        end = start + (n + 1) * 0.05 + 1
+        kh.wait_for(lambda: all(stored_by_batch(base, start, end).get(f"b{i}") == BATCH
+                                for i in acked), 90, f"the {len(acked)} acknowledged batches")
+        r = httpx.post(f"{base}/v1/events", content=batch(n + 1, start),
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 202
+    finally:
+        run.terminate()
+        run.wait(30)
+
+
+@pytest.mark.kafka
+@pytest.mark.cassandra
+def test_worker_and_api_start_from_a_brand_new_home(tmp_path: Path, local_servers, unique_name):
+    """No earlier command and no data dir: each creates the folders it needs and serves."""
+    port = free_port()
+    for command in ("worker", "api"):
+        home = tmp_path / f"home-{command}"
+        home.mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SNAKEPIT_PERF_")}
+        env.update(HOME=str(home), SNAKEPIT_PERF_KAFKA_BOOTSTRAP=local_servers.kafka_bootstrap,
+                   SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC=unique_name,
+                   SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP=unique_name,
+                   SNAKEPIT_PERF_CASSANDRA_KEYSPACE=unique_name,
+                   SNAKEPIT_PERF_CASSANDRA_PORT=str(local_servers.cassandra_port))
+        log = tmp_path / f"{command}.log"
+        args = [kh.EXE, command, *(["--port", str(port)] if command == "api" else [])]
+        proc = subprocess.Popen(args, env=env, stdout=open(log, "wb"),  # noqa: SIM115
+                                stderr=subprocess.STDOUT)
+        try:
+            if command == "api":
+                kh.wait_for(lambda: _up(port), 90, "the api to serve", procs=((proc, log),))
+            else:
+                kh.wait_for(lambda log=log: "consuming" in log.read_text(), 90,
+                            "the worker to start", procs=((proc, log),))
+                time.sleep(10)  # Faust creates its data dir once it starts its app
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert "FileNotFoundError" not in log.read_text(), log.read_text()[-3000:]
+            assert (home / ".snakepit-perf").is_dir()
+        finally:
+            proc.terminate()
+            proc.wait(60)
