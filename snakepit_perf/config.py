@@ -66,6 +66,21 @@ class IngestSettings:
 
 
 @dataclass
+class RetentionSettings:
+    # How long the embedded store keeps each resolution, and rejects; applied every
+    # check_every_s by the running service (Cassandra rows expire by TTL instead).
+    raw_10s_hours: float = 48
+    minute_days: float = 35
+    hour_days: float = 400
+    rejects_days: float = 7
+    check_every_s: float = 3600
+
+    def per_resolution(self) -> dict[int, int]:
+        return {10: int(self.raw_10s_hours * 3600), 60: int(self.minute_days * 86400),
+                3600: int(self.hour_days * 86400)}
+
+
+@dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path.home() / ".snakepit-perf")
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -73,6 +88,7 @@ class Settings:
     cassandra: CassandraSettings = field(default_factory=CassandraSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 def load(path: Path | None = None, env: dict[str, str] | None = None,
@@ -132,6 +148,10 @@ def _coerce(kind: Any, value: Any, key: str, origin: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError("a boolean is not a number")
             return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError("a boolean is not a number")
+            return float(value)
         if kind is Path:
             return Path(os.path.expanduser(str(value)))
         if kind == list[str]:

@@ -25,7 +25,9 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     """The embedded service; with ``simulate`` (requests/s) it also feeds itself a simulated
     deployment (see :mod:`simulator.background`)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SQLiteStore(settings.data_dir / "embedded.sqlite3")
+    r = settings.retention
+    store = SQLiteStore(settings.data_dir / "embedded.sqlite3", r.per_resolution(),
+                        rejects_keep_s=r.rejects_days * 86400)
     archive = settings.data_dir / "archive"
     # Resumes learned baselines, firing alerts and silences from the store.
     alerts = AlertRunner(alert_engine(settings), alert_outputs(settings), store=store,
@@ -33,7 +35,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume,
                             wal_dir=settings.data_dir / "wal",
-                            max_queued_events=settings.ingest.max_queued_events)
+                            max_queued_events=settings.ingest.max_queued_events,
+                            retention_every=r.check_every_s)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts, runner=runner), keys)
 

@@ -57,7 +57,10 @@ CREATE TABLE IF NOT EXISTS rejects (
 class SQLiteStore:
     """A :class:`store.base.RollupStore` on one SQLite file (thread-safe by a lock)."""
 
-    def __init__(self, path: Path | str, retention: dict[int, int] | None = None) -> None:
+    def __init__(self, path: Path | str, retention: dict[int, int] | None = None,
+                 rejects_keep_s: float = 7 * 86400,
+                 rejects_keep_bytes: int = 64 * 1024 * 1024) -> None:
+        self.rejects_keep_s, self.rejects_keep_bytes = rejects_keep_s, rejects_keep_bytes
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self.path = path
@@ -193,12 +196,9 @@ class SQLiteStore:
         with self._lock:
             self._db.execute("DELETE FROM dashboards WHERE id=?", (dashboard_id,))
 
-    REJECTS_KEEP_S = 7 * 86400  # rejects are for inspection: a week, and at most
-    REJECTS_KEEP_BYTES = 64 * 1024 * 1024  # this many bytes of raw bodies
-
     def apply_retention(self, now: float) -> int:
-        """Drop rollups past their resolution's retention and rejects past a week or past
-        ``REJECTS_KEEP_BYTES`` (oldest first); the freed pages are reused by later writes."""
+        """Drop rollups past their resolution's retention and rejects past ``rejects_keep_s``
+        or ``rejects_keep_bytes`` (oldest first); the freed pages are reused by later writes."""
         removed = 0
         with self._lock:
             for resolution, keep in self.retention.items():
@@ -206,11 +206,11 @@ class SQLiteStore:
                                        (resolution, int(now - keep)))
                 removed += cur.rowcount
             removed += self._db.execute("DELETE FROM rejects WHERE time<?",
-                                        (now - self.REJECTS_KEEP_S,)).rowcount
+                                        (now - self.rejects_keep_s,)).rowcount
             row = self._db.execute(
                 "SELECT id FROM (SELECT id, SUM(length(raw)) OVER (ORDER BY id DESC) AS total "
                 "FROM rejects) WHERE total>? ORDER BY id DESC LIMIT 1",
-                (self.REJECTS_KEEP_BYTES,)).fetchone()
+                (self.rejects_keep_bytes,)).fetchone()
             if row is not None:
                 removed += self._db.execute("DELETE FROM rejects WHERE id<=?", row).rowcount
             self._db.execute("PRAGMA incremental_vacuum")

@@ -235,3 +235,55 @@ def test_worker_and_api_start_from_a_brand_new_home(tmp_path: Path, local_server
         finally:
             proc.terminate()
             proc.wait(60)
+
+
+def test_the_running_service_applies_its_retention(tmp_path: Path):
+    """10 s rollups kept 1 h, rejects ~1 s, checked every second: old rows and rejects go away
+    by themselves, the 1-minute rollups stay, and the file stops growing."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    settings = {"SNAKEPIT_PERF_RETENTION_RAW_10S_HOURS": "1",
+                "SNAKEPIT_PERF_RETENTION_REJECTS_DAYS": "0.00001",
+                "SNAKEPIT_PERF_RETENTION_CHECK_EVERY_S": "1"}
+    os.environ.update(settings)
+    try:
+        run = start_run(tmp_path, port, tmp_path / "run.log")
+    finally:
+        for k in settings:
+            os.environ.pop(k)
+    sizes = []
+    try:
+        for round_ in range(4):
+            start = (time.time() - 3 * 3600) // 60 * 60 + round_ * 600
+            body = b"\n".join([batch(i, start) for i in range(40)])
+            r = httpx.post(f"{base}/v1/events", content=b"[" + b",".join(
+                b[1:-1] for b in body.split(b"\n")) + b", {\"type\": \"nope\"}]",
+                headers={"Content-Type": "application/json"}, timeout=30)
+            assert r.status_code == 202 and len(r.json()["rejected"]) == 1
+
+            def minute_rows(start: float = start) -> float:
+                r = httpx.get(f"{base}/v1/query", params={
+                    "metric": "requests_total", "stat": "count", "from": int(start),
+                    "to": int(start) + 60, "step": "1m"}).json()
+                return sum(p[1] for s in r["series"] for p in s["points"])
+
+            kh.wait_for(lambda f=minute_rows: f() == 40 * BATCH, 60, "the minute rollups")
+
+            def raw_rows(start: float = start) -> float:
+                r = httpx.get(f"{base}/v1/query", params={
+                    "metric": "requests_total", "stat": "count", "from": int(start),
+                    "to": int(start) + 60, "step": "10s"}).json()
+                return sum(p[1] for s in r["series"] for p in s["points"])
+
+            kh.wait_for(lambda f=raw_rows: f() == 0, 30, "10 s rollups past retention removed")
+            kh.wait_for(lambda: httpx.get(f"{base}/v1/rejects").json() == [], 30,
+                        "old rejects removed")
+            assert minute_rows() == 40 * BATCH
+            db = tmp_path / "embedded.sqlite3"
+            sizes.append(db.stat().st_size + Path(f"{db}-wal").stat().st_size)
+        assert sizes[-1] <= sizes[-2] * 1.05, sizes  # without retention each round adds ~2.6 MB
+        metrics = httpx.get(f"{base}/metrics").text
+        assert "snakepit_perf_store_bytes" in metrics
+    finally:
+        run.terminate()
+        run.wait(30)
