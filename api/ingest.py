@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -72,11 +75,24 @@ async def ingest(request: Request, services: Annotated[Services, Depends(get_ser
                                   for r in decoded.rejects])
 
 
+# Ingest runs on threads of its own, so a flood of batches never takes the threads that
+# queries run on (FastAPI's shared pool).
+_INGEST = ThreadPoolExecutor(8, thread_name_prefix="ingest")
+
+
 async def submit(services: Services, events: list) -> None:
     """Hand accepted events to the sink; a full queue is a 429, a batch that cannot be made
     durable a 503, both with ``Retry-After`` (nothing of the batch was kept)."""
+    reserve = getattr(services.sink, "reserve", None)
     try:
-        await run_in_threadpool(services.sink.submit, events)
+        if reserve is not None:  # refuse at once, before the batch waits for a thread
+            reserve(len(events))
+            # shielded: a client that leaves does not cancel the job, which releases the count
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+                _INGEST, partial(services.sink.submit, events, reserved=True)))
+        else:
+            await asyncio.get_running_loop().run_in_executor(_INGEST, services.sink.submit,
+                                                             events)
     except Overloaded as exc:
         services.counters["ingest_overloaded_total"] += 1
         raise Problem(429, "Too many events queued", str(exc), param="body",

@@ -114,19 +114,30 @@ class EmbeddedRunner:
         if self.replayed:
             log.info("replayed %d acknowledged events from the write-ahead log", self.replayed)
 
-    def submit(self, events: Sequence[Event]) -> None:
-        """Aggregate a batch; with a log, return only once it is durable. Raises ``Overloaded``
-        past the queue bound and ``Unavailable`` when the batch could not be made durable
-        (then it is not aggregated either: a 503 never counts)."""
-        if not events:
-            return
-        n = len(events)
+    def reserve(self, n: int) -> None:
+        """Count ``n`` events as waiting, or raise ``Overloaded`` past the bound (callers that
+        queue work elsewhere first, like the API's ingest threads, reserve before queueing)."""
         with self._queue_lock:
             if self.queued_events and self.queued_events + n > self.max_queued_events:
                 self.overloaded += 1
                 raise Overloaded(f"{self.queued_events} events are waiting to be aggregated "
                                  f"(limit {self.max_queued_events}); retry shortly")
             self.queued_events += n
+
+    def release(self, n: int) -> None:
+        with self._queue_lock:
+            self.queued_events -= n
+
+    def submit(self, events: Sequence[Event], reserved: bool = False) -> None:
+        """Aggregate a batch; with a log, return only once it is durable. Raises ``Overloaded``
+        past the queue bound and ``Unavailable`` when the batch could not be made durable
+        (then it is not aggregated either: a 503 never counts). ``reserved``: the caller
+        already counted the batch with ``reserve``."""
+        if not events:
+            return
+        n = len(events)
+        if not reserved:
+            self.reserve(n)
         try:
             if self.wal is None:
                 with self._lock:
@@ -135,8 +146,7 @@ class EmbeddedRunner:
                 return
             self._submit_logged(list(events))
         finally:
-            with self._queue_lock:
-                self.queued_events -= n
+            self.release(n)
 
     def _submit_logged(self, events: list[Event]) -> None:
         payload = _encode(events)

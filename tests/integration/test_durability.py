@@ -47,6 +47,8 @@ def stored_by_batch(base: str, start: float, end: float) -> dict[str, float]:
     assert r.status_code == 200, r.text
     out = {}
     for s in r.json()["series"]:
+        if not s["labels"]["command"][1:].isdigit():  # not a numbered batch
+            continue
         n = int(s["labels"]["command"][1:]) * 40 + int(s["labels"]["pool"][1:])
         total = sum(p[1] for p in s["points"])
         if total:
@@ -287,3 +289,87 @@ def test_the_running_service_applies_its_retention(tmp_path: Path):
     finally:
         run.terminate()
         run.wait(30)
+
+
+@pytest.mark.kafka
+@pytest.mark.cassandra
+def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
+        kafka_bootstrap, local_servers, unique_name, tmp_path: Path):
+    """The `api` answers 202 once Kafka has the batch (acks=all, idempotent producer); the
+    worker resumes from its checkpoint: SIGKILLs of both at random moments lose nothing."""
+    rng = random.Random(11)
+    topic = unique_name
+    kh.create_topic(kafka_bootstrap, topic)
+    kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": kafka_bootstrap,
+           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
+           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": unique_name,
+           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": unique_name,
+           "SNAKEPIT_PERF_CASSANDRA_PORT": str(local_servers.cassandra_port),
+           "SNAKEPIT_PERF_API_PORT": str(port), "SNAKEPIT_PERF_DATA_DIR": str(tmp_path)}
+
+    def spawn(command: str) -> subprocess.Popen:
+        return subprocess.Popen([kh.EXE, command], env=env, stderr=subprocess.STDOUT,
+                                stdout=open(tmp_path / f"{command}.log", "ab"))  # noqa: SIM115
+
+    api, worker = spawn("api"), spawn("worker")
+    start = (time.time() - 3 * 3600) // 3600 * 3600
+    acked: set[int] = set()
+    sent: set[int] = set()
+    counter = iter(range(10**6))
+    try:
+        for _cycle in range(3):
+            kh.wait_for(lambda: _up(port), 90, "the api to serve",
+                        procs=((api, tmp_path / "api.log"),))
+            stop = threading.Event()
+
+            def post(stop: threading.Event = stop) -> None:
+                with httpx.Client(timeout=30) as client:
+                    while not stop.is_set():
+                        mine = next(counter)
+                        sent.add(mine)
+                        try:
+                            r = client.post(f"{base}/v1/events", content=batch(mine, start),
+                                            headers={"Content-Type": "application/json"})
+                        except httpx.TransportError:
+                            return
+                        if r.status_code == 202:
+                            acked.add(mine)
+
+            sender = threading.Thread(target=post)
+            sender.start()
+            time.sleep(rng.uniform(1.0, 3.0))
+            worker.send_signal(signal.SIGKILL)
+            time.sleep(rng.uniform(0.2, 1.5))
+            api.send_signal(signal.SIGKILL)
+            api.wait(30)
+            worker.wait(30)
+            stop.set()
+            sender.join(30)
+            api, worker = spawn("api"), spawn("worker")
+        kh.wait_for(lambda: _up(port), 90, "the api to serve")
+        closing = msgspec.json.encode([
+            Request(time=start + 3600 + 30, pool=f"p{i}", command="closing", duration_us=1,
+                    status="ok") for i in range(40)])
+        assert httpx.post(f"{base}/v1/events", content=closing,
+                          headers={"Content-Type": "application/json"}).status_code == 202
+        assert len(acked) > 20
+        end = start + 3600
+
+        def complete() -> bool:
+            got = stored_by_batch(base, start, end - 1)
+            return all(got.get(f"b{i}") == BATCH for i in acked)
+
+        kh.wait_for(complete, 180, f"the {len(acked)} acknowledged batches in Cassandra",
+                    interval=2)
+        got = stored_by_batch(base, start, end - 1)
+        assert all(v == BATCH for v in got.values()), "a batch is stored whole, exactly once"
+        assert {int(k[1:]) for k in got} <= sent
+    finally:
+        api.terminate()
+        worker.terminate()
+        api.wait(60)
+        worker.wait(60)
