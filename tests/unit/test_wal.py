@@ -102,7 +102,7 @@ def test_the_runner_replays_what_no_checkpoint_covers(tmp_path: Path):
     assert again.replayed == 1000
     again.close_all()
     total = sum(r.agg.counters.get("requests", 0)
-                for r in store.read([s for s in store.series("request") if "__all__" == s.labels[0]],
+                for r in store.read([s for s in store.series("request") if s.labels[0] == "__all__"],
                                     60, T0 - 60, T0 + 3600))
     assert total == 4000
 
