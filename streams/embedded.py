@@ -60,6 +60,8 @@ class Unavailable(Exception):
 class EmbeddedRunner:
     """Owns one engine and one store; ``submit`` from any thread, ``start``/``stop`` the flusher."""
 
+    STOP_FLUSH_BUDGET_S = 3.0  # a final checkpoint slower than this is left to the log
+
     def __init__(self, store: RollupStore, lateness: float = 5.0, idle_grace: float = 5.0,
                  flush_interval: float = 1.0, max_label_values: int = 1000,
                  archive_dir: Path | None = None, archive_every: float = 3600.0,
@@ -92,6 +94,7 @@ class EmbeddedRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.write_errors = 0
+        self.last_flush_s = 0.0
         self.failing_since: float | None = None  # the store's writes have failed since then
         self.last_error = ""
         self.on_minutes = on_minutes  # gets each flush's closed 1-minute rollups (alerting)
@@ -235,7 +238,11 @@ class EmbeddedRunner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self.flush()
+        if self.wal is None or self.last_flush_s < self.STOP_FLUSH_BUDGET_S:
+            self.flush()
+        else:  # a slow checkpoint would hold up the exit; the log replays what it would cover
+            log.info("skipping the final checkpoint (the last took %.1f s): the write-ahead log "
+                     "covers what it would store", self.last_flush_s)
         if self.wal is not None:
             self.wal.close()
 
@@ -255,6 +262,7 @@ class EmbeddedRunner:
         while not self._stop.wait(wait):
             started = time.monotonic()
             self.flush()
+            self.last_flush_s = time.monotonic() - started
             # A big open state makes each checkpoint slow: keep checkpointing under ~25% of the
             # time, at the price of rollups reaching the store a little later.
             wait = max(self.flush_interval, 3 * (time.monotonic() - started))
