@@ -131,15 +131,31 @@ async def _read_body(request: Request, limit: int) -> bytes:
         chunks.append(chunk)
     body = b"".join(chunks)
     if encoding == "gzip":
+        body = _gunzip(body, limit)
+    return body
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """Every gzip member (RFC 1952 allows several, and `cat a.gz b.gz` makes them), at most
+    ``limit`` bytes in all; a stream cut short is an error, not a partial body."""
+    out: list[bytes] = []
+    size = 0
+    while data:
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            body = inflater.decompress(body, limit + 1)
+            chunk = inflater.decompress(data, limit + 1 - size)
         except zlib.error as exc:
             raise Problem(400, "Invalid gzip body", f"the body is not valid gzip: {exc}",
                           param="body") from exc
-        if len(body) > limit or inflater.unconsumed_tail:
+        size += len(chunk)
+        if size > limit or inflater.unconsumed_tail:
             raise _too_large(limit)
-    return body
+        if not inflater.eof:
+            raise Problem(400, "Invalid gzip body", "the gzip stream is truncated: its last "
+                          "member has no end; nothing of the body was accepted", param="body")
+        out.append(chunk)
+        data = inflater.unused_data
+    return b"".join(out)
 
 
 def _too_large(limit: int) -> Problem:

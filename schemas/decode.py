@@ -41,7 +41,7 @@ def decode_json(body: bytes) -> Decoded:
     array = body.lstrip()[:1] == b"["
     try:
         events = _batch_decoder.decode(body) if array else [_one_decoder.decode(body)]
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return _item_by_item(body)
     return _finished(events)
 
@@ -51,7 +51,7 @@ def decode_ndjson(body: bytes) -> Decoded:
     lines = [line for line in body.split(b"\n") if line.strip()]
     try:
         return _finished(_batch_decoder.decode(b"[" + b",".join(lines) + b"]"))
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass
     out = Decoded()
     for i, line in enumerate(body.split(b"\n")):
@@ -85,6 +85,8 @@ def accept(item: Any) -> tuple[Event | None, str | None]:
                       f"{', '.join(TYPE_NAMES)}")
     try:
         event = msgspec.convert(item, AnyEvent)
+    except RecursionError:
+        return None, f"{kind}: nested too deeply"
     except msgspec.ValidationError as exc:
         return None, f"{kind}: {exc}{_enum_hint(kind, str(exc))}{_time_hint(item.get('time'))}"
     reason = finish(event)
@@ -136,7 +138,7 @@ def _item_by_item(body: bytes) -> Decoded:
             canonical.append((i, item))
     try:
         events = msgspec.convert([c for _, c in canonical], list[AnyEvent])
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, RecursionError):
         events = None
     if events is not None:
         for (i, _), event in zip(canonical, events, strict=True):

@@ -28,7 +28,10 @@ Label = Annotated[str, Meta(max_length=256)]
 Text = Annotated[str, Meta(max_length=4096)]
 Count = Annotated[int, Meta(ge=0)]
 Micros = Annotated[int, Meta(ge=0, description="microseconds")]
-Amount = Annotated[float, Meta(ge=0)]
+# Finite and far from overflow: sums of many samples must stay finite (JSON has no infinity).
+MAX_AMOUNT = 1e18
+Amount = Annotated[float, Meta(ge=0, le=MAX_AMOUNT)]
+Number = Annotated[float, Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)]
 EventTime = (Annotated[datetime, Meta(tz=True, description="RFC 3339 with an offset")]
              | Annotated[float, Meta(ge=MIN_EPOCH, le=MAX_EPOCH, description="epoch seconds")])
 Tags = Annotated[dict[Label, Label], Meta(max_length=32, description="free-form labels")]
@@ -101,9 +104,10 @@ class Worker(Event, tag="worker"):
     request_count: Count | None = None
     reason: Text | None = None
     planned: bool | None = None
-    beam_memory_mb: Annotated[float, Meta(ge=0, description="the BEAM worker process's memory "
-                                                         "(Snakepit's recycle check), not Python's")
-                              ] | None = None
+    beam_memory_mb: Annotated[float, Meta(
+        ge=0, le=MAX_AMOUNT,
+        description="the BEAM worker process's memory (Snakepit's recycle check), not Python's")
+    ] | None = None
     memory_threshold_mb: Amount | None = None
     exit_code: int | None = None
     heartbeat_latency_us: Micros | None = None
@@ -219,7 +223,7 @@ class Python(Event, tag="python"):
     bytes: Count | None = None
     error: Text | None = None
     name: Label | None = None
-    metrics: Annotated[dict[Label, float], Meta(max_length=64)] | None = None
+    metrics: Annotated[dict[Label, Number], Meta(max_length=64)] | None = None
 
 
 class Native(Event, tag="native"):
@@ -232,7 +236,7 @@ class Native(Event, tag="native"):
     known: bool = True
     pool: Label | None = None
     worker_id: Label | None = None
-    measurements: Annotated[dict[Label, float], Meta(max_length=64)] | None = None
+    measurements: Annotated[dict[Label, Number], Meta(max_length=64)] | None = None
     attributes: Annotated[dict[Label, Text], Meta(max_length=32)] | None = None
     reason: Text | None = None
 
