@@ -83,8 +83,7 @@ class EmbeddedRunner:
         self.queued_events = 0
         self.overloaded = 0
         self._queue_lock = threading.Lock()
-        self._order = threading.Condition()  # batches are aggregated in log order
-        self._tickets = self._done = 0
+        self._lost_seen = 0
         self.retention_every = retention_every
         self._last_retention = -math.inf
         self.idle_grace = idle_grace
@@ -106,6 +105,8 @@ class EmbeddedRunner:
         """Aggregate what the log holds after the checkpoint (batches acknowledged but not yet
         covered by a checkpoint when the last process stopped)."""
         for seq, payload in self.wal.records(after=self.covered_seq):
+            if self.wal.is_lost(seq):  # written, then refused: never acknowledged
+                continue
             try:
                 events = _decode(payload)
             except msgspec.DecodeError:
@@ -152,34 +153,42 @@ class EmbeddedRunner:
             self.release(n)
 
     def _submit_logged(self, events: list[Event]) -> None:
+        """Append and aggregate in log order (under the engine's lock), then wait for the
+        fsync outside it, so one batch's fsync overlaps the next batches' aggregation. If the
+        fsync fails, the engine holds a batch that was never acknowledged: it is rebuilt from
+        the checkpoint and the log (which no longer has that batch) before the 503."""
         payload = _encode(events)
-        with self._order:
+        with self._lock:
             try:
                 seq = self.wal.append(payload)
             except WalError as exc:
                 raise Unavailable(str(exc)) from exc
-            ticket = self._tickets
-            self._tickets += 1
-        durable = False
+            self._pending.extend(self.engine.process(events, source=SOURCE))
+            self._last_event = time.monotonic()
+            self.covered_seq = seq
         try:
             self.wal.sync(seq)
-            durable = True
         except WalError as exc:
+            self._rebuild()
             raise Unavailable(str(exc)) from exc
-        finally:
-            with self._order:
-                while self._done != ticket:
-                    self._order.wait()
-            try:
-                if durable:
-                    with self._lock:
-                        self._pending.extend(self.engine.process(events, source=SOURCE))
-                        self._last_event = time.monotonic()
-                        self.covered_seq = seq
-            finally:
-                with self._order:
-                    self._done += 1
-                    self._order.notify_all()
+
+    def _rebuild(self) -> None:
+        """Drop the in-memory state, which may hold batches the log lost, and rebuild it from
+        the last checkpoint and what the log still holds (once per loss)."""
+        with self._lock:
+            if self.wal.lost_count() == self._lost_seen:
+                return
+            self._lost_seen = self.wal.lost_count()
+            cp = self.store.load_checkpoint(CHECKPOINT)
+            live = self.engine.live
+            self.engine = Engine.resume(cp.state if cp is not None else None,
+                                        self.engine.lateness, self.engine.limiter.max_values)
+            self.engine.live = live
+            self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
+            self._pending = []
+            self._replay()
+            log.warning("rebuilt the engine from the checkpoint and the write-ahead log after a "
+                        "failed write (%d lost, unacknowledged batches dropped)", self._lost_seen)
 
     def flush(self, now: float | None = None) -> int:
         """Write closed rollups and a checkpoint; returns how many rollups were written."""
@@ -193,6 +202,12 @@ class EmbeddedRunner:
             notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
             covered = self.covered_seq
+        if self.wal is not None:  # only a state whose every batch is on disk is checkpointed
+            try:
+                self.wal.sync(covered)
+            except WalError:
+                self._rebuild()
+                return 0
         try:
             if notes:
                 self.store.add_annotations([annotation_record(a) for a in notes])

@@ -145,7 +145,7 @@ class WriteAheadLog:
             if f is None:
                 raise WalError(5, "the write-ahead log segment was closed after a failed write")
             try:
-                os.fsync(f.fileno())
+                os.fdatasync(f.fileno())
             except OSError as exc:
                 with self.lock:
                     if self._file is f:
@@ -161,10 +161,15 @@ class WriteAheadLog:
 
     def _open_segment(self) -> None:
         if self._file is not None:  # what it holds must be on disk before a later fsync counts
-            os.fsync(self._file.fileno())
+            os.fdatasync(self._file.fileno())
             self._file.close()
         self._file = open(self.dir / f"{self.next_seq:020d}.wal", "ab")  # noqa: SIM115
         self._size = self._synced_offset = self._file.tell()
+        fd = os.open(self.dir, os.O_RDONLY)  # the new file's name must survive a power loss too
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _cut_back(self) -> None:
         """After a failed write or fsync: drop what was not synced and close the segment, so
@@ -190,6 +195,13 @@ class WriteAheadLog:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+    def is_lost(self, seq: int) -> bool:
+        return seq in self._lost
+
+    def lost_count(self) -> int:
+        """How many records were cut back after failed writes, ever (a change means loss)."""
+        return len(self._lost)
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for _, p in self.segments() if p.exists())

@@ -53,15 +53,15 @@ def test_a_failed_fsync_is_not_acknowledged_and_never_replayed(tmp_path: Path, m
     log = WriteAheadLog(tmp_path)
     log.sync(log.append(b"kept"))
     seq = log.append(b"lost")
-    real = wal_module.os.fsync
+    real = wal_module.os.fdatasync
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(wal_module.os, "fsync", full)
+    monkeypatch.setattr(wal_module.os, "fdatasync", full)
     with pytest.raises(WalError):
         log.sync(seq)
-    monkeypatch.setattr(wal_module.os, "fsync", real)
+    monkeypatch.setattr(wal_module.os, "fdatasync", real)
     later = log.append(b"later")
     assert later > seq  # numbers are never reused
     log.sync(later)
@@ -133,3 +133,27 @@ def test_unavailable_when_the_log_cannot_take_the_batch(tmp_path: Path):
     with pytest.raises(Unavailable):
         runner.submit(requests(10, 1))
     assert runner.engine.stats["events"] == 0 and runner.queued_events == 0
+
+
+def test_a_failed_fsync_leaves_no_trace_of_its_batch_in_what_is_stored(tmp_path: Path,
+                                                                       monkeypatch):
+    store = SQLiteStore(tmp_path / "a.sqlite3")
+    runner = EmbeddedRunner(store, wal_dir=tmp_path / "wal")
+    runner.submit(requests(500, 5))
+    runner.flush()
+    runner.submit(requests(300, 5, start=T0 + 5, seed=3))
+    real = wal_module.os.fdatasync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(wal_module.os, "fdatasync", full)
+    with pytest.raises(Unavailable):
+        runner.submit(requests(200, 5, start=T0 + 10, seed=4))  # refused: must never count
+    monkeypatch.setattr(wal_module.os, "fdatasync", real)
+    runner.submit(requests(100, 5, start=T0 + 15, seed=5))
+    runner.close_all()
+    total = sum(r.agg.counters.get("requests", 0)
+                for r in store.read([s for s in store.series("request") if s.labels[0] == "__all__"],
+                                    60, T0 - 60, T0 + 3600))
+    assert total == 500 + 300 + 100  # every acknowledged batch, and not the refused one
