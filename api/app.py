@@ -23,6 +23,7 @@ from api import (
     ui,
 )
 from api.auth import ApiKey, Authenticator, require
+from api.guard import BodyGuard
 from api.services import Services
 from snakepit_perf import __version__
 
@@ -39,6 +40,8 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
                   description="Performance monitoring for Snakepit deployments.")
     app.state.services = services
     app.state.auth = Authenticator(keys or [])
+    app.add_middleware(BodyGuard, auth=app.state.auth,
+                       ingest_limit=lambda: services.max_body_bytes)
     problems.install(app)
     viewer, operator = [Depends(require("viewer"))], [Depends(require("operator"))]
     app.include_router(ingest.ingest_router, dependencies=operator)

@@ -51,13 +51,27 @@ class StoredReject(BaseModel):
              summary="Ingest one event, a JSON array, or NDJSON (gzip accepted)")
 async def ingest(request: Request, services: Annotated[Services, Depends(get_services)]
                  ) -> IngestResult:
+    if _in_flight[0] >= MAX_IN_FLIGHT:  # refuse before reading: bodies waiting cost memory
+        services.counters["ingest_overloaded_total"] += 1
+        raise Problem(429, "Too many ingest requests", f"{_in_flight[0]} ingest requests are "
+                      f"in progress (limit {MAX_IN_FLIGHT}); retry shortly", param="body",
+                      headers={"Retry-After": "1"})
+    _in_flight[0] += 1
+    try:
+        return await _ingest(request, services)
+    finally:
+        _in_flight[0] -= 1
+
+
+async def _ingest(request: Request, services: Services) -> IngestResult:
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media not in JSON_TYPES | NDJSON_TYPES:
         raise Problem(415, "Unsupported media type",
                       f"Content-Type {media!r} is not accepted; send application/json "
                       f"(an event or an array) or application/x-ndjson", param="Content-Type")
     body = await _read_body(request, services.max_body_bytes)
-    decoded = decode_ndjson(body) if media in NDJSON_TYPES else decode_json(body)
+    decode = decode_ndjson if media in NDJSON_TYPES else decode_json
+    decoded = await asyncio.get_running_loop().run_in_executor(_INGEST, decode, body)
     source = f"http:{request.client.host if request.client else 'unknown'}"
     if decoded.events:
         await submit(services, decoded.events)
@@ -75,9 +89,13 @@ async def ingest(request: Request, services: Annotated[Services, Depends(get_ser
                                   for r in decoded.rejects])
 
 
-# Ingest runs on threads of its own, so a flood of batches never takes the threads that
-# queries run on (FastAPI's shared pool).
-_INGEST = ThreadPoolExecutor(8, thread_name_prefix="ingest")
+# Ingest (decoding and aggregating) runs on two threads of its own, off the event loop and
+# off the threads queries run on (FastAPI's pool), and at most MAX_IN_FLIGHT requests are
+# taken at once: past that a 429 comes before the body is read, so a flood of batches leaves
+# the process time to answer queries.
+_INGEST = ThreadPoolExecutor(2, thread_name_prefix="ingest")
+MAX_IN_FLIGHT = 16
+_in_flight = [0]  # only touched on the event loop
 
 
 async def submit(services: Services, events: list) -> None:

@@ -71,6 +71,13 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
+        # Queries read through a connection of their own: in SQLite's WAL mode readers do not
+        # wait for a writer, so a long flush never holds up a dashboard (a file only: a second
+        # connection to ":memory:" would be another database).
+        self._rdb, self._rlock = self._db, self._lock
+        if str(path) != ":memory:":
+            self._rdb = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._rlock = threading.Lock()
 
     def write(self, rollups: Sequence[Rollup], shard: str = "",
               checkpoint: tuple[str, Checkpoint] | None = None) -> None:
@@ -129,16 +136,16 @@ class SQLiteStore:
         return None if row is None else Checkpoint(row[0], orjson.loads(row[1]))
 
     def series(self, family: str) -> list[SeriesRef]:
-        with self._lock:
-            rows = self._db.execute("SELECT labels FROM series WHERE family=?", (family,))
+        with self._rlock:
+            rows = self._rdb.execute("SELECT labels FROM series WHERE family=?", (family,))
             return [SeriesRef(family, tuple(orjson.loads(labels))) for (labels,) in rows]
 
     def read(self, refs: Iterable[SeriesRef], resolution: int, start: int, end: int,
              dists: Collection[str] | None = None) -> list[StoredRollup]:
         out: list[StoredRollup] = []
-        with self._lock:
+        with self._rlock:
             for ref in refs:
-                rows = self._db.execute(
+                rows = self._rdb.execute(
                     "SELECT bucket, agg FROM rollups WHERE family=? AND labels=? AND resolution=?"
                     " AND bucket>=? AND bucket<? ORDER BY bucket",
                     (ref.family, orjson.dumps(ref.labels).decode(), resolution, start, end))
@@ -227,3 +234,6 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        if self._rdb is not self._db:
+            with self._rlock:
+                self._rdb.close()
