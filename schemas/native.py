@@ -110,15 +110,10 @@ class _Ctx:
         return None if value is None else round(value)
 
     def given_pool(self) -> str | None:
-        """The pool the event names, unless it is the Pool GenServer's name or a pid."""
-        pool = self.text("pool") or self.text("pool_name")
-        if pool is None or _MODULE.match(pool) or pool.startswith("#PID<"):
-            return None
-        return pool
+        return given_pool(self.text("pool") or self.text("pool_name"))
 
     def worker_pool(self) -> str | None:
-        match = _WORKER_ID.match(self.text("worker_id") or "")
-        return match["pool"] if match else None
+        return worker_pool(self.text("worker_id"))
 
     def pool_given_first(self) -> str:
         """Pool-level events (dispatch, saturation, readiness) carry the logical pool."""
@@ -127,6 +122,19 @@ class _Ctx:
     def pool_from_worker(self) -> str:
         """Events about a worker's work: the worker id says which logical pool it serves."""
         return self.worker_pool() or self.given_pool() or DEPLOYMENT
+
+
+def given_pool(pool: str | None) -> str | None:
+    """The pool an event names, unless it is the Pool GenServer's name or a pid."""
+    if not pool or _MODULE.match(pool) or pool.startswith("#PID<"):
+        return None
+    return pool
+
+
+def worker_pool(worker_id: str | None) -> str | None:
+    """The logical pool in a Snakepit worker id (``<pool>_worker_<i>_<n>``)."""
+    match = _WORKER_ID.match(worker_id or "")
+    return match["pool"] if match else None
 
 
 def _number(name: str, key: str, value: Any) -> float | None:

@@ -19,7 +19,6 @@ engine on the same correlation id (``streams.dedupe``).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -28,12 +27,10 @@ from dataclasses import dataclass
 
 from schemas.decode import accept
 from schemas.events import Event
-from schemas.native import DEPLOYMENT
+from schemas.native import DEPLOYMENT, given_pool, worker_pool
 from schemas.otlp import STATUS_ERROR, Span
 
 PYTHON_SPANS = ("BridgeService/ExecuteTool", "BridgeService/ExecuteStreamingTool")
-_WORKER_ID = re.compile(r"^(?P<pool>.+)_worker_\d+_\d+$")
-_MODULE = re.compile(r"^(Elixir\.)?[A-Z]\w*(\.[A-Z]\w*)+$")
 SOURCE = "otlp"
 log = logging.getLogger(__name__)
 
@@ -161,11 +158,8 @@ class SpanJoiner:
 
 
 def _pool(attrs: dict) -> str:
-    pool = str(attrs.get("snakepit.pool") or "")
-    match = _WORKER_ID.match(str(attrs.get("snakepit.worker.id") or ""))
-    if match:
-        return match["pool"]
-    return pool if pool and not _MODULE.match(pool) else DEPLOYMENT
+    return (worker_pool(str(attrs.get("snakepit.worker.id") or ""))
+            or given_pool(str(attrs.get("snakepit.pool") or "")) or DEPLOYMENT)
 
 
 def _request(span: Span, python: Span | None) -> dict:
