@@ -40,6 +40,7 @@ class EventProducer:
         self.last_error: KafkaError | None = None
         self._on_delivery = on_delivery
         self._batches: dict[str, list[bytes]] = {}
+        self.max_buffered_messages = max_buffered_messages
         self._producer = Producer({
             "bootstrap.servers": bootstrap, "compression.type": compression,
             "linger.ms": 5, "enable.idempotence": True,
@@ -86,7 +87,8 @@ class EventProducer:
                                        on_delivery=self._delivered)
             except BufferError:
                 raise ProducerBufferFull(
-                    f"the local buffer of {len(self._producer)} messages is full: the broker "
+                    f"the local buffer of {self.max_buffered_messages} messages is full "
+                    f"({len(self._producer)} waiting, with requests in flight): the broker "
                     f"is slow or unreachable; call flush() or raise max_buffered_messages"
                 ) from exc
         self._producer.poll(0)
