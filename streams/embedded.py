@@ -1,9 +1,10 @@
 """The embedded runner: the engine in-process, fed by HTTP ingest and the load generator.
 
 With a write-ahead log (``wal_dir``), ``submit`` returns only once its batch is on disk: a
-batch is appended to the log, fsynced (grouped with concurrent batches), then aggregated, in
-log order; a restart restores the last checkpoint and replays the log after it, so what was
-acknowledged is never lost, and a late checkpoint costs replay time, not data. Work waiting
+batch is appended to the log and aggregated, in log order, then its fsync is waited for
+(grouped with concurrent batches'); a checkpoint only ever covers synced batches, and a
+restart restores the last checkpoint and replays the log after it, so what was acknowledged is
+never lost, and a late checkpoint costs replay time, not data. Work waiting
 to be aggregated is bounded (``max_queued_events``): past it ``submit`` raises ``Overloaded``
 instead of queueing without end.
 
