@@ -4,7 +4,8 @@ Measures, in one run: query p95 idle (the baseline) and under overload, how long
 how many batches are refused with 429 (and that each carries Retry-After), the service's RSS,
 and that exactly the acknowledged batches are stored.
 
-    .venv/bin/python -m bench.overload
+    .venv/bin/python -m bench.overload              # senders honour Retry-After (the SDK)
+    .venv/bin/python -m bench.overload --impolite   # senders retry at once
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from schemas.events import Request
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 SENDERS, SECONDS, BATCH = 32, 20.0, 500
+POLITE = "--impolite" not in sys.argv  # senders wait Retry-After on a 429, as the SDK does
 
 
 def _query(base: str, start: int) -> float:
@@ -89,6 +91,8 @@ def main() -> None:
                                 stats["no_retry_after"] += "Retry-After" not in r.headers
                             else:
                                 stats["other"] += 1
+                        if r.status_code == 429 and POLITE:  # as the SDK's HttpSender does
+                            time.sleep(float(r.headers.get("Retry-After", "1")))
 
             threads = [threading.Thread(target=send) for _ in range(SENDERS)]
             for th in threads:
@@ -102,7 +106,8 @@ def main() -> None:
             for th in threads:
                 th.join()
             offered = len(stats["202"]) + stats["429"] + stats["other"]
-            print(f"overload: {SENDERS} senders for {SECONDS:.0f} s, {offered:,} batches of "
+            kind = "polite" if POLITE else "impolite"
+            print(f"overload ({kind}): {SENDERS} senders for {SECONDS:.0f} s, {offered:,} batches of "
                   f"{BATCH} offered, {len(stats['202']):,} accepted "
                   f"({len(stats['202']) * BATCH / SECONDS:,.0f} events/s), {stats['429']:,} "
                   f"answered 429 ({stats['no_retry_after']} without Retry-After), "
