@@ -93,6 +93,19 @@ def browser():
         b.close()
 
 
+def wait_js(page, expression: str, timeout: float = 30_000, arg=None) -> None:
+    """Poll a JavaScript expression (or function of ``arg``) until it is truthy.
+
+    ``page.evaluate`` goes through the DevTools protocol, which the dashboard's strict
+    Content-Security-Policy allows; Playwright's ``wait_for_function`` compiles its predicate
+    inside the page, which that policy (no ``unsafe-eval``) rightly refuses."""
+    deadline = time.monotonic() + timeout / 1000
+    while not (page.evaluate(expression) if arg is None else page.evaluate(expression, arg)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} ms waiting for {expression[:80]}")
+        time.sleep(0.01)
+
+
 class Page:
     """A signed-in page that records console errors and uncaught exceptions."""
 
@@ -116,8 +129,7 @@ class Page:
         self.wait_drawn()
 
     def wait_drawn(self, timeout: float = 20_000) -> None:
-        self.page.wait_for_function("document.body.dataset.ready || document.body.dataset.error",
-                                    timeout=timeout)
+        wait_js(self.page, "document.body.dataset.ready || document.body.dataset.error", timeout)
         error = self.page.evaluate("document.body.dataset.error || ''")
         assert not error, error
 

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.browser.conftest import Page, Server, running
+from tests.browser.conftest import Page, Server, running, wait_js
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
          "requests"]
@@ -55,7 +55,7 @@ def _populated(page: Page, server: Server) -> float:
         .every((e) => e.__chart && e.__chart.data[0].length > 5)
         && document.querySelector('[data-tile="p99"] .value').textContent.endsWith('s')"""
     left = max(10 - (time.monotonic() - server.started), 0.1)
-    page.page.wait_for_function(populated, timeout=left * 1000)
+    wait_js(page.page, populated, left * 1000)
     ready = time.monotonic() - server.started
     panels = panel_data(page)
     assert panels and all(p["chart"] and len(p["x"]) > 5 for p in panels)
@@ -100,7 +100,7 @@ def test_charts_show_what_the_query_api_returns(pages, server: Server):
 def test_live_mode_shows_a_burst_within_a_second(pages, server: Server, shots):
     page = pages()
     page.open("view=overview&live=1")
-    page.page.wait_for_function("Number(document.body.dataset.liveTotal || 0) > 0", timeout=10_000)
+    wait_js(page.page, "Number(document.body.dataset.liveTotal || 0) > 0", 10_000)
     latencies = []
     with server.api() as api:
         for i in range(20):
@@ -110,10 +110,8 @@ def test_live_mode_shows_a_burst_within_a_second(pages, server: Server, shots):
                        "duration_us": 1000 + j, "status": "ok"} for j in range(25)]
             t0 = time.monotonic()
             assert api.post("/v1/events", json=events).status_code == 202
-            page.page.wait_for_function(
-                """(pool) => [...document.querySelectorAll('.u-legend .u-label')]
-                     .some((e) => e.textContent === 'pool=' + pool)""",
-                arg=pool, polling="raf", timeout=5_000)
+            wait_js(page.page, """(pool) => [...document.querySelectorAll('.u-legend .u-label')]
+                     .some((e) => e.textContent === 'pool=' + pool)""", 5_000, arg=pool)
             latencies.append(time.monotonic() - t0)
             time.sleep(0.2)
     page.page.screenshot(path=str(shots / "overview-live.png"))
@@ -246,7 +244,7 @@ def test_without_a_key_the_page_asks_for_one(pages, shots):
     page.page.screenshot(path=str(shots / "sign-in.png"))
     page.page.fill("#key", "spk_wrong")
     page.page.click("#login-submit")
-    page.page.wait_for_function("document.getElementById('login-error').textContent.length > 0")
+    wait_js(page.page, "document.getElementById('login-error').textContent.length > 0")
     page.page.fill("#key", "spk_test_alice")
     page.page.click("#login-submit")
     page.wait_drawn()
@@ -317,3 +315,12 @@ def test_workers_sort_panels_resize_and_reorder_and_a_drag_zooms(pages):
     frm, to = (int(page.page.evaluate(f"document.body.dataset.{k}")) for k in ("from", "to"))
     assert 0 < to - frm < 900 * 0.5, "zoomed into about a third of the 15 minutes"
     assert page.errors == []
+
+
+def test_the_page_runs_under_a_strict_content_security_policy(pages, server: Server):
+    page = pages()
+    response = page.page.goto(f"{server.url}/#view=overview")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe" not in csp
+    page.wait_drawn()
+    assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
