@@ -51,16 +51,24 @@ async def live(request: Request, services: Annotated[Services, Depends(get_servi
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+PROTOCOL = "snakepit-perf.v1"
+
+
 @ws_router.websocket("/v1/live/ws")
 async def live_ws(websocket: WebSocket, interval: float = 0.25, history: int = 60) -> None:
     """The WebSocket twin of ``/v1/live``: the same JSON arrays, one message per change.
-    With API keys configured, pass one as ``?key=`` or in the Authorization header."""
+
+    With API keys configured, a browser passes its key as the subprotocol ``bearer.<key>``
+    next to ``snakepit-perf.v1`` (browsers cannot set headers on a WebSocket, and a key in the
+    URL would land in access logs); other clients may send the Authorization header."""
     app = websocket.app
     auth = app.state.auth
+    offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",")
+               if p.strip()]
     if auth.enabled:
-        key = websocket.query_params.get("key") or \
+        key = next((p[len("bearer."):] for p in offered if p.startswith("bearer.")), "") or \
             websocket.headers.get("authorization", "").partition(" ")[2]
-        if auth.find(key) is None:
+        if not key or auth.find(key) is None:
             await websocket.close(code=4401, reason="an API key is required")
             return
     services: Services = app.state.services
@@ -69,7 +77,7 @@ async def live_ws(websocket: WebSocket, interval: float = 0.25, history: int = 6
         return
     state = services.engine.live
     interval = min(max(interval, 0.05), 1.0)
-    await websocket.accept()
+    await websocket.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
     seen, first = 0, True
     try:
         while True:

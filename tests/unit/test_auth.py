@@ -74,5 +74,11 @@ def test_live_websocket_needs_a_key_too(client):
             client.websocket_connect("/v1/live/ws") as ws:
         ws.receive_bytes()
     assert closed.value.code == 4401
-    with client.websocket_connect(f"/v1/live/ws?key={VIEWER}") as ws:
+    with pytest.raises(WebSocketDisconnect) as closed, \
+            client.websocket_connect(f"/v1/live/ws?key={VIEWER}") as ws:  # not in the URL
+        ws.receive_bytes()
+    assert closed.value.code == 4401
+    with client.websocket_connect("/v1/live/ws",
+                                  subprotocols=["snakepit-perf.v1", f"bearer.{VIEWER}"]) as ws:
+        assert ws.accepted_subprotocol == "snakepit-perf.v1"
         assert ws.receive_bytes() == b"[]"

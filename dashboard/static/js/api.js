@@ -49,9 +49,11 @@ async function answer(r) {
 export function query(params) { return get("/v1/query", params); }
 
 export function liveSocket(onRows, onClose) {
-  const u = url("/v1/live/ws", { interval: 0.1, history: 300, key: apiKey() || undefined });
+  const u = url("/v1/live/ws", { interval: 0.1, history: 300 });
   u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
-  const ws = new WebSocket(u);
+  // The key travels as a subprotocol, never in the URL (which access logs record).
+  const key = apiKey();
+  const ws = new WebSocket(u, key ? ["snakepit-perf.v1", `bearer.${key}`] : ["snakepit-perf.v1"]);
   ws.binaryType = "arraybuffer";
   ws.onmessage = (m) => onRows(JSON.parse(typeof m.data === "string" ? m.data : new TextDecoder().decode(m.data)));
   ws.onclose = (e) => onClose && onClose(e);
