@@ -70,16 +70,42 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.5,
         time.sleep(interval)
 
 
+def distributed_env(bootstrap: str, topic: str, group: str, cassandra_port: int,
+                    keyspace: str | None = None) -> dict[str, str]:
+    """The environment of an `api` or `worker` process on a test's own topic and keyspace."""
+    return {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": bootstrap,
+            "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
+            "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
+            "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": group,
+            "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": keyspace or group,
+            "SNAKEPIT_PERF_CASSANDRA_PORT": str(cassandra_port)}
+
+
 def worker_process(bootstrap: str, topic: str, group: str, keyspace: str, cassandra_port: int,
                    log: Path) -> subprocess.Popen:
-    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": bootstrap,
-           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
-           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": group,
-           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": keyspace,
-           "SNAKEPIT_PERF_CASSANDRA_PORT": str(cassandra_port)}
+    env = distributed_env(bootstrap, topic, group, cassandra_port, keyspace)
     return subprocess.Popen([EXE, "worker"], env=env, stdout=open(log, "ab"),
                             stderr=subprocess.STDOUT)
+
+
+def run_worker_to_end(store, bootstrap: str, topic: str, group: str, **options) -> None:
+    """Run an in-process Faust worker until it has checkpointed every partition of ``topic``
+    to its end offset, then stop it."""
+    import threading
+
+    from streams.faust_worker import FaustWorker
+
+    worker = FaustWorker(store, bootstrap, topic, group=group, **options)
+    ends = end_offsets(bootstrap, topic)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
+    thread.start()
+    try:
+        wait_for(lambda: stored_offsets(store, group, topic, ends) == ends, 90,
+                 "the worker to checkpoint every partition to its end")
+    finally:
+        stop.set()
+        thread.join(60)
 
 
 def all_rows(session, keyspace: str) -> dict[tuple, bytes]:

@@ -3,7 +3,6 @@ as separate processes; queries through the API equal exact answers from the sent
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -24,12 +23,8 @@ def test_api_and_worker_processes_answer_exactly(kafka_bootstrap, local_servers,
     kh.create_topic(kafka_bootstrap, topic)
     kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
     port = free_port()
-    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
-           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": unique_name,
-           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": unique_name,
-           "SNAKEPIT_PERF_CASSANDRA_PORT": str(local_servers.cassandra_port),
+    env = {**kh.distributed_env(kafka_bootstrap, topic, unique_name,
+                                local_servers.cassandra_port),
            "SNAKEPIT_PERF_API_PORT": str(port)}
     logs = {name: open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (children write to them)
             for name in ("api", "worker")}

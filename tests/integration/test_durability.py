@@ -56,6 +56,35 @@ def stored_by_batch(base: str, start: float, end: float) -> dict[str, float]:
     return out
 
 
+class Sender:
+    """Posts numbered batches until stopped, as one client; records what it sent and what was
+    acknowledged (a connection error, e.g. the server killed, ends it)."""
+
+    def __init__(self, base: str, start: float, counter, sent: set[int], acked: set[int]) -> None:
+        self.base, self.start, self.counter, self.sent, self.acked = base, start, counter, sent, \
+            acked
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30) as client:
+            while not self.stop.is_set():
+                mine = next(self.counter)
+                self.sent.add(mine)
+                try:
+                    r = client.post(f"{self.base}/v1/events", content=batch(mine, self.start),
+                                    headers={"Content-Type": "application/json"})
+                except httpx.TransportError:
+                    return
+                if r.status_code == 202:
+                    self.acked.add(mine)
+
+    def join(self) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
 def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path):
     rng = random.Random(7)
     port = free_port()
@@ -63,38 +92,19 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path):
     start = (time.time() - 3 * 3600) // 3600 * 3600  # a closed hour: stored once idle
     acked: set[int] = set()
     sent: set[int] = set()
-    n = 0
+    counter = iter(range(10**6))
     log = tmp_path / "run.log"
     for _kill in range(5):
         run = start_run(tmp_path, port, log)
-        stop = threading.Event()
-
-        def post(stop: threading.Event = stop) -> None:
-            nonlocal n
-            with httpx.Client(timeout=10) as client:
-                while not stop.is_set():
-                    mine = n
-                    n += 1
-                    sent.add(mine)
-                    try:
-                        r = client.post(f"{base}/v1/events", content=batch(mine, start),
-                                        headers={"Content-Type": "application/json"})
-                    except httpx.TransportError:
-                        return
-                    if r.status_code == 202:
-                        acked.add(mine)
-
-        sender = threading.Thread(target=post)
-        sender.start()
+        sender = Sender(base, start, counter, sent, acked)
         time.sleep(rng.uniform(0.5, 3.0))
         run.send_signal(signal.SIGKILL)
         run.wait(30)
-        stop.set()
-        sender.join(30)
+        sender.join()
     assert len(acked) > 50
     run = start_run(tmp_path, port, log)
     try:
-        end = start + n * 0.05 + 1
+        end = start + (max(sent) + 1) * 0.05 + 1
 
         def complete() -> bool:
             got = stored_by_batch(base, start, end)
@@ -102,6 +112,7 @@ def test_sigkill_at_random_moments_loses_no_acknowledged_event(tmp_path: Path):
 
         kh.wait_for(complete, 90, f"the {len(acked)} acknowledged batches to be stored")
         got = stored_by_batch(base, start, end)
+        assert len(got) >= len(acked)
         assert all(v == BATCH for v in got.values()), "a batch is stored whole or not at all"
         assert {int(k[1:]) for k in got} <= sent
         assert len(got) - len(acked) <= 5, "only a batch in flight at a kill may be extra"
@@ -303,12 +314,8 @@ def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
     kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "SNAKEPIT_PERF_KAFKA_BOOTSTRAP": kafka_bootstrap,
-           "SNAKEPIT_PERF_KAFKA_EVENTS_TOPIC": topic,
-           "SNAKEPIT_PERF_KAFKA_DLQ_TOPIC": f"{topic}.dlq",
-           "SNAKEPIT_PERF_KAFKA_CONSUMER_GROUP": unique_name,
-           "SNAKEPIT_PERF_CASSANDRA_KEYSPACE": unique_name,
-           "SNAKEPIT_PERF_CASSANDRA_PORT": str(local_servers.cassandra_port),
+    env = {**kh.distributed_env(kafka_bootstrap, topic, unique_name,
+                                local_servers.cassandra_port),
            "SNAKEPIT_PERF_API_PORT": str(port), "SNAKEPIT_PERF_DATA_DIR": str(tmp_path)}
 
     def spawn(command: str) -> subprocess.Popen:
@@ -324,31 +331,14 @@ def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
         for _cycle in range(3):
             kh.wait_for(lambda: _up(port), 90, "the api to serve",
                         procs=((api, tmp_path / "api.log"),))
-            stop = threading.Event()
-
-            def post(stop: threading.Event = stop) -> None:
-                with httpx.Client(timeout=30) as client:
-                    while not stop.is_set():
-                        mine = next(counter)
-                        sent.add(mine)
-                        try:
-                            r = client.post(f"{base}/v1/events", content=batch(mine, start),
-                                            headers={"Content-Type": "application/json"})
-                        except httpx.TransportError:
-                            return
-                        if r.status_code == 202:
-                            acked.add(mine)
-
-            sender = threading.Thread(target=post)
-            sender.start()
+            sender = Sender(base, start, counter, sent, acked)
             time.sleep(rng.uniform(1.0, 3.0))
             worker.send_signal(signal.SIGKILL)
             time.sleep(rng.uniform(0.2, 1.5))
             api.send_signal(signal.SIGKILL)
             api.wait(30)
             worker.wait(30)
-            stop.set()
-            sender.join(30)
+            sender.join()
             api, worker = spawn("api"), spawn("worker")
         kh.wait_for(lambda: _up(port), 90, "the api to serve")
         closing = msgspec.json.encode([
@@ -366,6 +356,7 @@ def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
         kh.wait_for(complete, 180, f"the {len(acked)} acknowledged batches in Cassandra",
                     interval=2)
         got = stored_by_batch(base, start, end - 1)
+        assert len(got) >= len(acked)
         assert all(v == BATCH for v in got.values()), "a batch is stored whole, exactly once"
         assert {int(k[1:]) for k in got} <= sent
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import random
 import signal
-import threading
 
 import orjson
 import pytest
@@ -15,7 +14,6 @@ from confluent_kafka import Consumer, Producer
 
 from store.base import SeriesRef
 from streams.aggregate import Aggregate
-from streams.faust_worker import FaustWorker
 from streams.series import ALL
 from tests.integration import kafka_helpers as kh
 from tests.support import T0, exact_quantile, requests
@@ -51,18 +49,8 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
 
     store = cassandra_stores(unique_name)
     kh.create_topic(kafka_bootstrap, f"{topic}.rollups")
-    worker = FaustWorker(store, kafka_bootstrap, topic, group=unique_name,
-                         dlq_topic=f"{topic}.dlq", rollups_topic=f"{topic}.rollups")
-    ends = kh.end_offsets(kafka_bootstrap, topic)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, kwargs={"should_stop": stop.is_set})
-    thread.start()
-    try:
-        kh.wait_for(lambda: kh.stored_offsets(store, unique_name, topic, ends) == ends, 90,
-                    "the worker to checkpoint every partition to its end")
-    finally:
-        stop.set()
-        thread.join(60)
+    kh.run_worker_to_end(store, kafka_bootstrap, topic, unique_name, dlq_topic=f"{topic}.dlq",
+                         rollups_topic=f"{topic}.rollups")
 
     expected = events + [_as_request(good), _as_request(native, duration_us=2000)]
     published: dict[bytes, dict] = {}  # by key: a re-sent rollup replaces the first
