@@ -33,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 DEPLOYMENT = "_deployment"  # the pool of events that belong to no pool
 
 # How many native units make one second, by the names Erlang uses.
@@ -161,7 +163,6 @@ def _text(value: Any) -> str | None:
     elif isinstance(value, bool):
         text = str(value).lower()
     elif isinstance(value, dict | list):
-        import orjson
         text = orjson.dumps(value, default=str).decode()
     else:
         text = str(value)
