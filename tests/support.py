@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 
 import numpy as np
 
 from schemas.events import Request
 
-T0 = 1_800_000_000  # 2027-01-15T08:00:00Z, a multiple of 3600
+# Yesterday 08:00 UTC: test data lies in the past, as real data does (the service refuses events
+# from the future), and within every retention; a multiple of 3600, and 08:00 keeps the
+# simulator's daily peak (14:00) and evening in the past too.
+T0 = (int(time.time()) // 86400 - 1) * 86400 + 8 * 3600
 
 LATENCIES: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "lognormal": lambda rng, n: rng.lognormal(9.0, 0.9, n),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import duckdb
@@ -18,7 +18,7 @@ from streams.aggregate import Aggregate
 from streams.engine import Engine
 from tests.support import T0, requests
 
-DAY = datetime.fromtimestamp(T0, UTC).date()  # 2027-01-15; T0 is 08:00 UTC
+DAY = datetime.fromtimestamp(T0, UTC).date()  # T0 is 08:00 UTC
 
 
 def filled_store(path: Path) -> SQLiteStore:
@@ -64,7 +64,7 @@ def test_rearchiving_a_day_is_byte_identical_and_retention_applies(tmp_path: Pat
     first = archive_day(store, DAY, tmp_path / "a").read_bytes()
     assert archive_day(store, DAY, tmp_path / "a").read_bytes() == first
     (tmp_path / "a" / "date=2020-01-01").mkdir()
-    removed = apply_archive_retention(tmp_path / "a", 400, date(2027, 1, 20))
+    removed = apply_archive_retention(tmp_path / "a", 400, DAY + timedelta(days=5))
     assert [p.name for p in removed] == ["date=2020-01-01"]
     assert (tmp_path / "a" / f"date={DAY.isoformat()}").exists()
     store.close()
@@ -104,7 +104,8 @@ def test_the_embedded_runner_archives_closed_days(tmp_path: Path):
 
     store = filled_store(tmp_path / "s.sqlite3")
     runner = EmbeddedRunner(store, archive_dir=tmp_path / "a")
-    written = runner.archive_closed_days(now=datetime(2027, 1, 17, tzinfo=UTC))
+    two_days_later = datetime.combine(DAY + timedelta(days=2), time(), UTC)
+    written = runner.archive_closed_days(now=two_days_later)
     assert [p.parent.name for p in written] == [f"date={DAY.isoformat()}"]
-    assert runner.archive_closed_days(now=datetime(2027, 1, 17, tzinfo=UTC)) == []
+    assert runner.archive_closed_days(now=two_days_later) == []
     store.close()
