@@ -71,7 +71,8 @@ async def _ingest(request: Request, services: Services) -> IngestResult:
                       f"(an event or an array) or application/x-ndjson", param="Content-Type")
     body = await _read_body(request, services.max_body_bytes)
     decode = decode_ndjson if media in NDJSON_TYPES else decode_json
-    decoded = await asyncio.get_running_loop().run_in_executor(_INGEST, decode, body)
+    window = services.time_bounds.window(time.time())
+    decoded = await asyncio.get_running_loop().run_in_executor(_INGEST, decode, body, window)
     source = f"http:{request.client.host if request.client else 'unknown'}"
     if decoded.events:
         await submit(services, decoded.events)

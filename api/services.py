@@ -10,6 +10,7 @@ from typing import Protocol
 from fastapi import Request
 
 from models.runner import AlertRunner, StoredAlerts
+from schemas.decode import TimeBounds
 from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RollupStore
@@ -37,10 +38,11 @@ class Services:
     counters: Counter[str] = field(default_factory=Counter)
     runner: EmbeddedRunner | None = None  # the embedded runner: health, WAL and queue figures
     spans: SpanJoiner | None = None  # OTLP span pairing; create_app makes one over ``sink``
+    time_bounds: TimeBounds = field(default_factory=TimeBounds)  # event times believed
 
     def __post_init__(self) -> None:
         if self.spans is None:
-            self.spans = SpanJoiner(self.sink.submit)
+            self.spans = SpanJoiner(self.sink.submit, bounds=self.time_bounds)
 
 
 def get_services(request: Request) -> Services:

@@ -10,6 +10,7 @@ good ones in the same batch down with it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
@@ -36,21 +37,57 @@ class Decoded:
     rejects: list[Reject] = field(default_factory=list)
 
 
-def decode_json(body: bytes) -> Decoded:
-    """A JSON object or a JSON array of objects."""
+@dataclass(frozen=True, slots=True)
+class TimeBounds:
+    """How far from the server's clock an event's time may lie.
+
+    One node with a broken clock must not steer the stream: an event from 2099 once moved the
+    watermark past every later event, which then all came too late for alerting. Events more
+    than ``max_ahead_s`` ahead are refused (Prometheus refuses samples 10 minutes ahead), and so
+    are events older than the longest retention, which would only be deleted."""
+
+    max_ahead_s: float = 600.0
+    max_age_s: float = 400 * 86400.0
+
+    def window(self, now: float) -> TimeWindow:
+        return TimeWindow(now - self.max_age_s, now + self.max_ahead_s, now)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeWindow:
+    """The event times believed at ``now`` (see :class:`TimeBounds`)."""
+
+    earliest: float
+    latest: float
+    now: float
+
+    def reason(self, t: float) -> str | None:
+        if t > self.latest:
+            return (f"`time` {_iso(t)} is {_span(t - self.now)} ahead of the server's clock "
+                    f"({_iso(self.now)}); events more than {_span(self.latest - self.now)} "
+                    f"ahead are refused: is the producer's clock wrong?")
+        if t < self.earliest:
+            return (f"`time` {_iso(t)} is {_span(self.now - t)} old, older than the longest "
+                    f"retention ({_span(self.now - self.earliest)}): it would be deleted at once")
+        return None
+
+
+def decode_json(body: bytes, window: TimeWindow | None = None) -> Decoded:
+    """A JSON object or a JSON array of objects; with a ``window``, events timed outside it
+    are rejected."""
     array = body.lstrip()[:1] == b"["
     try:
         events = _batch_decoder.decode(body) if array else [_one_decoder.decode(body)]
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
-        return _item_by_item(body)
-    return _finished(events)
+        return _item_by_item(body, window)
+    return _finished(events, window)
 
 
-def decode_ndjson(body: bytes) -> Decoded:
+def decode_ndjson(body: bytes, window: TimeWindow | None = None) -> Decoded:
     """One JSON event per line; blank lines are skipped, each bad line is its own reject."""
     lines = [line for line in body.split(b"\n") if line.strip()]
     try:
-        return _finished(_batch_decoder.decode(b"[" + b",".join(lines) + b"]"))
+        return _finished(_batch_decoder.decode(b"[" + b",".join(lines) + b"]"), window)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass
     out = Decoded()
@@ -62,7 +99,7 @@ def decode_ndjson(body: bytes) -> Decoded:
         except orjson.JSONDecodeError as exc:
             out.rejects.append(Reject(i, f"line {i + 1}: invalid JSON: {exc}", bytes(line)))
             continue
-        event, reason = accept(item)
+        event, reason = accept(item, window)
         if event is not None:
             out.events.append(event)
         else:
@@ -70,7 +107,7 @@ def decode_ndjson(body: bytes) -> Decoded:
     return out
 
 
-def accept(item: Any) -> tuple[Event | None, str | None]:
+def accept(item: Any, window: TimeWindow | None = None) -> tuple[Event | None, str | None]:
     """One parsed item, canonical or native, to ``(event, None)`` or ``(None, reason)``."""
     if is_native(item):
         try:
@@ -89,22 +126,34 @@ def accept(item: Any) -> tuple[Event | None, str | None]:
         return None, f"{kind}: nested too deeply"
     except msgspec.ValidationError as exc:
         return None, f"{kind}: {exc}{_enum_hint(kind, str(exc))}{_time_hint(item.get('time'))}"
-    reason = finish(event)
+    reason = _checked(event, window)
     return (None, f"{item['type']}: {reason}") if reason else (event, None)
 
 
 _time = attrgetter("time")
 
 
-def _finished(events: list[Event]) -> Decoded:
+def _checked(event: Event, window: TimeWindow | None) -> str | None:
+    """``finish`` (RFC 3339 times to epoch seconds), then the time window."""
+    reason = finish(event)
+    if reason is None and window is not None:
+        reason = window.reason(event.time)
+    return reason
+
+
+def _finished(events: list[Event], window: TimeWindow | None = None) -> Decoded:
     out = Decoded()
-    if set(map(type, map(_time, events))) <= {float} and Annotation not in set(map(type, events)):
-        out.events = events  # the common case, checked in C: epoch times, nothing to convert
+    # The common case, checked in C: epoch times, nothing to convert, all in the window.
+    if set(map(type, map(_time, events))) <= {float} and Annotation not in set(map(type, events)) \
+            and (window is None or not events or (min(map(_time, events)) >= window.earliest
+                                                  and max(map(_time, events)) <= window.latest)):
+        out.events = events
         return out
     for i, event in enumerate(events):
-        if type(event.time) is float and type(event) is not Annotation:
+        if type(event.time) is float and type(event) is not Annotation and (
+                window is None or window.earliest <= event.time <= window.latest):
             continue
-        reason = finish(event)
+        reason = _checked(event, window)
         if reason:
             out.rejects.append(Reject(i, reason, msgspec.json.encode(event)))
     if out.rejects:
@@ -115,7 +164,7 @@ def _finished(events: list[Event]) -> Decoded:
     return out
 
 
-def _item_by_item(body: bytes) -> Decoded:
+def _item_by_item(body: bytes, window: TimeWindow | None = None) -> Decoded:
     """The slow path: native envelopes to normalise, or a batch with something wrong in it.
 
     Items are normalised one by one (Python), then converted to structs in one call (C); only
@@ -142,14 +191,14 @@ def _item_by_item(body: bytes) -> Decoded:
         events = None
     if events is not None:
         for (i, _), event in zip(canonical, events, strict=True):
-            reason = finish(event)
+            reason = _checked(event, window)
             if reason:
                 out.rejects.append(Reject(i, reason, orjson.dumps(items[i])))
             else:
                 out.events.append(event)
     else:
         for i, item in canonical:
-            event, reason = accept(item)
+            event, reason = accept(item, window)
             if event is not None:
                 out.events.append(event)
             else:
@@ -171,6 +220,21 @@ def _time_hint(value: Any) -> str:
         unit = "milliseconds" if value < MAX_EPOCH * 1000 else "micro- or nanoseconds"
         return f" (it looks like {unit}; epoch seconds are expected)"
     return ""
+
+
+def _iso(t: float) -> str:
+    try:
+        return datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return repr(t)
+
+
+def _span(seconds: float) -> str:
+    """A duration as people say it: 90 s, 12 min, 5.0 h, 400 days, 73.1 years."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}".replace(".0 ", " ")
+    return f"{seconds:.0f} s"
 
 
 def _json_kind(value: Any) -> str:

@@ -63,6 +63,9 @@ class AlertSettings:
 class IngestSettings:
     # Events waiting to be aggregated (embedded run) before ingest answers 429 with Retry-After.
     max_queued_events: int = 200_000
+    # Events timed further ahead of the server's clock are rejected (a wrong producer clock);
+    # events older than the longest retention are rejected too.
+    max_ahead_s: float = 600
 
 
 @dataclass
@@ -74,6 +77,9 @@ class RetentionSettings:
     hour_days: float = 400
     rejects_days: float = 7
     check_every_s: float = 3600
+
+    def longest_s(self) -> float:
+        return max(self.per_resolution().values())
 
     def per_resolution(self) -> dict[int, int]:
         return {10: int(self.raw_10s_hours * 3600), 60: int(self.minute_days * 86400),

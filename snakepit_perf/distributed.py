@@ -12,6 +12,7 @@ from api.auth import ApiKey
 from api.services import Services
 from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner, StoredAlerts
+from schemas.decode import TimeBounds
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf.alerting import alert_engine, alert_outputs
@@ -43,6 +44,10 @@ def alerts_checkpoint(settings: Settings) -> str:
     return f"alerts:{settings.kafka.consumer_group}"
 
 
+def time_bounds(settings: Settings) -> TimeBounds:
+    return TimeBounds(settings.ingest.max_ahead_s, settings.retention.longest_s())
+
+
 def build_worker(settings: Settings) -> FaustWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
@@ -57,7 +62,7 @@ def build_worker(settings: Settings) -> FaustWorker:
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return FaustWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
                        on_minutes=alerts.consume, data_dir=settings.data_dir / "faust",
-                       rollups_topic=k.rollups_topic)
+                       rollups_topic=k.rollups_topic, time_bounds=time_bounds(settings))
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
@@ -68,7 +73,8 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     # Alerts are evaluated by the workers; the API lists them from the workers' checkpoint.
     view = StoredAlerts(store, alerts_checkpoint(settings))
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
-                              archive=archive, alert_view=view), keys)
+                              archive=archive, alert_view=view, time_bounds=time_bounds(settings)),
+                     keys)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
+from schemas.decode import TimeBounds
 from simulator.background import BackgroundSimulation
 from simulator.model import Incident
 from snakepit_perf.alerting import alert_engine, alert_outputs
@@ -38,7 +39,9 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                             max_queued_events=settings.ingest.max_queued_events,
                             retention_every=r.check_every_s)
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
-                              archive=ArchiveReader(archive), alerts=alerts, runner=runner), keys)
+                              archive=ArchiveReader(archive), alerts=alerts, runner=runner,
+                              time_bounds=TimeBounds(settings.ingest.max_ahead_s,
+                                                     r.longest_s())), keys)
 
     simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
         if simulate else None

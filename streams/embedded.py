@@ -113,7 +113,7 @@ class EmbeddedRunner:
             except msgspec.DecodeError:
                 log.warning("write-ahead log record %d is not a batch of events; skipped", seq)
                 continue
-            self._pending.extend(self.engine.process(events, source=SOURCE))
+            self._pending.extend(self.engine.process(events, source=SOURCE, now=time.time()))
             self.covered_seq = seq
             self.replayed += len(events)
         if self.replayed:
@@ -146,7 +146,8 @@ class EmbeddedRunner:
         try:
             if self.wal is None:
                 with self._lock:
-                    self._pending.extend(self.engine.process(list(events), source=SOURCE))
+                    self._pending.extend(self.engine.process(list(events), source=SOURCE,
+                                                             now=time.time()))
                     self._last_event = time.monotonic()
                 return
             self._submit_logged(list(events))
@@ -164,7 +165,7 @@ class EmbeddedRunner:
                 seq = self.wal.append(payload)
             except WalError as exc:
                 raise Unavailable(str(exc)) from exc
-            self._pending.extend(self.engine.process(events, source=SOURCE))
+            self._pending.extend(self.engine.process(events, source=SOURCE, now=time.time()))
             self._last_event = time.monotonic()
             self.covered_seq = seq
         try:

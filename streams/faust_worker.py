@@ -32,7 +32,7 @@ import faust
 from confluent_kafka import KafkaException, Producer
 from faust.types import TP
 
-from schemas.decode import Reject
+from schemas.decode import Reject, TimeBounds
 from store.base import RollupStore
 from streams.engine import Rollup
 from streams.partitions import CommitBatch, Partitions
@@ -52,14 +52,15 @@ class FaustWorker:
                  lateness: float = 5.0, commit_interval: float = 1.0,
                  max_pending_rollups: int = 200_000, max_label_values: int = 1000,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
-                 data_dir: Path | None = None, rollups_topic: str | None = None) -> None:
+                 data_dir: Path | None = None, rollups_topic: str | None = None,
+                 time_bounds: TimeBounds | None = None) -> None:
         self.topic = topic
         self.dlq_topic = dlq_topic
         self.rollups_topic = rollups_topic
         self.max_pending_rollups = max_pending_rollups
         self.partitions = Partitions(store, topic, group, self._dead_letter, lateness,
                                      max_label_values, on_minutes,
-                                     self._publish if rollups_topic else None)
+                                     self._publish if rollups_topic else None, time_bounds)
         self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                                    "enable.idempotence": True, "compression.type": "lz4"})
         self._held: list[Any] = []  # events handled, not yet covered by a stored checkpoint
@@ -100,7 +101,8 @@ class FaustWorker:
             while not await self._resume(message.partition):  # the store is down: wait
                 await asyncio.sleep(min(5.0, 0.5 * self._failures))
             async with self._engines():
-                self.partitions.handle(message.partition, message.offset, message.value)
+                self.partitions.handle(message.partition, message.offset, message.value,
+                                       message.timestamp)
                 self._held.append(event)
                 self._dirty, self._last_message = True, time.monotonic()
             if self._failures or self.partitions.pending_rollups() > self.max_pending_rollups:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from schemas.decode import Reject, decode_json
+from schemas.decode import Reject, TimeBounds, decode_json
 from schemas.events import Annotation
 from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
@@ -65,7 +65,7 @@ class Partitions:
     def __init__(self, store: RollupStore, topic: str, group: str, dead_letter: DeadLetter,
                  lateness: float = 5.0, max_label_values: int = 1000,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
-                 publish: Publish | None = None) -> None:
+                 publish: Publish | None = None, time_bounds: TimeBounds | None = None) -> None:
         self.store = store
         self.topic = topic
         self.group = group
@@ -76,6 +76,7 @@ class Partitions:
         # so the worker that owns a partition sees each of its pools whole).
         self.on_minutes = on_minutes
         self.publish = publish  # stored rollups go here before their checkpoint is written
+        self.time_bounds = time_bounds or TimeBounds()
         self.held: dict[int, PartitionState] = {}
         self.stats = {"messages": 0, "events": 0, "rejects": 0, "skipped": 0,
                       "store_failures": 0}
@@ -94,13 +95,20 @@ class Partitions:
         self.held[partition] = state
         return state
 
-    def handle(self, partition: int, offset: int, value: bytes | None) -> None:
-        """One message. Messages below the checkpointed offset are already in the state."""
+    def handle(self, partition: int, offset: int, value: bytes | None,
+               timestamp: float | None = None) -> None:
+        """One message. Messages below the checkpointed offset are already in the state.
+
+        The message's own timestamp is the clock its events are judged by (times too far
+        ahead of it are rejected, and the watermark never passes it), so a replay judges
+        them exactly as the first pass did; the wall clock only caps a timestamp that is
+        itself ahead (a producer with a wrong clock)."""
         state = self.held.get(partition) or self.resume(partition)
         if offset < state.next_offset:
             self.stats["skipped"] += 1
             return
-        decoded = decode_json(value or b"")
+        now = time.time() if not timestamp or timestamp <= 0 else min(timestamp, time.time())
+        decoded = decode_json(value or b"", self.time_bounds.window(now))
         if decoded.rejects:
             self.dead_letter(partition, offset, decoded.rejects)
             where = f"kafka:{self.topic}/{partition}@{offset}"
@@ -110,7 +118,7 @@ class Partitions:
             self.stats["rejects"] += len(decoded.rejects)
         if decoded.events:
             state.pending += state.engine.process(decoded.events, source=str(partition),
-                                                  tag=str(offset))
+                                                  tag=str(offset), now=now)
         state.next_offset = offset + 1
         state.dirty = True
         self.stats["messages"] += 1

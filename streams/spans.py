@@ -25,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from schemas.decode import accept
+from schemas.decode import TimeBounds, accept
 from schemas.events import Event
 from schemas.native import DEPLOYMENT, given_pool, worker_pool
 from schemas.otlp import STATUS_ERROR, Span
@@ -57,8 +57,10 @@ class SpanJoiner:
     REMEMBER = 1 << 17  # calls already emitted, to drop their late siblings
 
     def __init__(self, submit: Callable[[Sequence[Event]], None], wait_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 bounds: TimeBounds | None = None) -> None:
         self.submit, self.wait_s, self.clock = submit, wait_s, clock
+        self.bounds = bounds or TimeBounds()
         self.pending: dict[str, _Pending] = {}
         self.done: OrderedDict[str, bool] = OrderedDict()  # correlation id -> had Python time
         self.lock = threading.Lock()
@@ -118,8 +120,9 @@ class SpanJoiner:
         """Submit the calls; if the sink refuses (overload, full disk) they are kept and sent
         first next time, and the refusal goes back to the caller."""
         events, self._unsent = self._unsent, []
+        window = self.bounds.window(time.time())
         for item in out:
-            event, reason = accept(item)
+            event, reason = accept(item, window)
             if event is not None:
                 events.append(event)
             else:

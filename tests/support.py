@@ -42,5 +42,11 @@ def requests(n: int, seconds: float, latency: str = "lognormal", seed: int = 1,
     return out
 
 
+def clock_poison(pool: str) -> list[Request]:
+    """What a node with a broken clock sends: one request from 2099, one from 1971."""
+    return [Request(time=t, pool=pool, command="predict", duration_us=1000, status="ok")
+            for t in (4_102_358_400.0, 31_536_000.0)]  # 2099-12-31, 1971-01-01
+
+
 def exact_quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values, dtype=np.float64), q))

@@ -1,5 +1,6 @@
 """Alerts arrive on the real `snakepit.alerts` topic: a consumer subscribes as a user would and
-sees the incident fire and resolve for the right pool, across a restart of the worker."""
+sees the incident fire and resolve for the right pool, across a restart of the worker, though
+a node with a broken clock sent events from 2099 and 1971 into the same pool's stream."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from models.runner import AlertRunner
 from simulator.model import Incident, Simulation
 from streams.faust_worker import FaustWorker
 from tests.integration import kafka_helpers as kh
-from tests.support import T0
+from tests.support import T0, clock_poison
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
@@ -28,7 +29,9 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
     incident = Incident("error_burst", "default", start + 5400, start + 6600)
     events = list(Simulation(10, start, 7800, seed=3, incidents=[incident]).events())
     middle = incident.start + 600
-    kh.produce(kafka_bootstrap, topic, [e for e in events if e.time < middle])
+    first = [e for e in events if e.time < middle]
+    first[len(first) // 3:len(first) // 3] = clock_poison("default")
+    kh.produce(kafka_bootstrap, topic, first)
     subscriber = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{unique_name}-u",
                            "auto.offset.reset": "earliest"})
     subscriber.subscribe([alerts_topic])
@@ -75,3 +78,7 @@ def test_a_simulated_incident_fires_and_resolves_on_the_alerts_topic(
                    {f["fingerprint"] for f in got[:before_restart]} for n in after), \
         "the restarted worker does not page again for an alert already firing"
     assert {n["incident_id"] for n in resolved} <= {n["incident_id"] for n in firing}
+    reasons = [r.reason for r in store.rejects(100)]
+    assert any("2099-12-31T00:00:00Z is" in r and "ahead of the server's clock" in r
+               for r in reasons), reasons
+    assert any("`$.time`" in r for r in reasons), reasons  # 1971: before the schema's 2000

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 
 from models.alerts import AlertEngine
+from tests.support import T0, clock_poison
 
-T = 1_800_000_000
+T = T0
 
 
 def normal(rnd: random.Random, **over) -> dict[str, float]:
@@ -88,6 +89,7 @@ def test_an_incident_reaches_get_v1_alerts_through_the_embedded_pipeline(tmp_pat
     start = T + 10 * 3600
     incident = Incident("error_burst", "default", start + 5400, start + 6600)
     events = list(Simulation(10, start, 7800, seed=3, incidents=[incident]).events())
+    events[len(events) // 3:len(events) // 3] = clock_poison("default")
     with TestClient(app) as client:
         for i in range(0, len(events), 5000):
             client.post("/v1/events", content=msgspec.json.encode(events[i:i + 5000]),
@@ -100,6 +102,8 @@ def test_an_incident_reaches_get_v1_alerts_through_the_embedded_pipeline(tmp_pat
         assert fired and all(n["at"] >= incident.start for n in fired)
         assert min(n["at"] for n in fired) - incident.start <= 180
         assert {n["alertname"] for n in fired} == {"snakepit_error_ratio_anomaly"}
+        reasons = [r["reason"] for r in client.get("/v1/rejects").json()]
+        assert len(reasons) == 2 and any("ahead of the server's clock" in r for r in reasons)
         assert any(n["status"] == "resolved" and n["at"] >= incident.end for n in mine)
         assert client.get("/v1/alerts").json() == []  # nothing firing at the end
         assert client.get("/v1/alerts", params={"state": "bogus"}).status_code == 422

@@ -12,6 +12,7 @@ from api.auth import hash_key, parse_keys
 from api.services import Services
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
+from tests.support import T0
 
 VIEWER, OPERATOR = "spk_viewer_secret", "spk_operator_secret"
 
@@ -28,8 +29,9 @@ def client(tmp_path):
     store.close()
 
 
-EVENT = b'{"type":"request","time":1800000000,"pool":"p","command":"c","duration_us":1,"status":"ok"}'
-QUERY = {"metric": "requests_total", "from": 1800000000, "to": 1800000060}
+EVENT = b'{"type":"request","time":%d,"pool":"p","command":"c","duration_us":1,"status":"ok"}' \
+    % T0
+QUERY = {"metric": "requests_total", "from": T0, "to": T0 + 60}
 
 
 def bearer(key: str) -> dict[str, str]:

@@ -11,8 +11,10 @@ from api.app import create_app
 from api.services import Services
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
+from tests.support import T0
 
-GOOD = b'{"type":"request","time":1800000000,"pool":"p","command":"c","duration_us":5,"status":"ok"}'
+GOOD = b'{"type":"request","time":%d,"pool":"p","command":"c","duration_us":5,"status":"ok"}' \
+    % T0
 DEEP = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
 
 
@@ -55,7 +57,7 @@ def test_a_truncated_gzip_stream_is_refused_whole(client):
 
 
 def test_a_gauge_that_would_overflow_is_rejected_with_a_reason(client):
-    r = post(client, b'[{"type":"resource","time":1800000000,"scope":"host","cpu_percent":1.7e308},'
-                     + GOOD + b"]")
+    r = post(client, b'[{"type":"resource","time":%d,"scope":"host","cpu_percent":1.7e308},'
+                     % T0 + GOOD + b"]")
     assert r.status_code == 202 and r.json()["accepted"] == 1
     assert "1e+18" in r.json()["rejected"][0]["reason"]

@@ -10,8 +10,9 @@ import pytest
 from schemas.decode import accept, decode_json
 from schemas.native import DEPLOYMENT, TABLE
 from tests import snakepit_envelopes as sp
+from tests.support import T0
 
-T = 1_800_000_000.0
+T = float(T0)
 D0 = sp.worker_id("default", 0)
 G0 = sp.worker_id("gpu_pool", 3)
 

@@ -7,7 +7,7 @@ import msgspec
 
 from store.sqlite import SQLiteStore
 from streams.partitions import Partitions
-from tests.support import requests
+from tests.support import T0, requests
 
 
 def _messages(n: int = 40, per: int = 100) -> list[bytes]:
@@ -56,7 +56,7 @@ def test_rejects_go_to_the_dead_letter_callback_with_their_offset(tmp_path):
     store = SQLiteStore(tmp_path / "c.sqlite3")
     letters = []
     parts = Partitions(store, "t", "g", dead_letter=lambda p, o, r: letters.append((p, o, r)))
-    parts.handle(3, 7, b'[{"type": "request", "time": 1800000000, "pool": "p"}]')
+    parts.handle(3, 7, b'[{"type": "request", "time": %d, "pool": "p"}]' % T0)
     (partition, offset, rejects), = letters
     assert (partition, offset) == (3, 7) and "command" in rejects[0].reason
     assert parts.commit() == {3: 8}
