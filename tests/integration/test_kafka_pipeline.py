@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import random
 import signal
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -38,7 +39,7 @@ def test_worker_rollups_equal_exact_answers_and_rejects_go_to_dlq(
     native = {"event": ["snakepit", "grpc_worker", "execute", "stop"],
               "measurements": {"duration": 2_000_000}, "native_time_unit": "nanosecond",
               "metadata": {"pool": "pool-a", "command": "predict", "worker_id": "w0"},
-              "time": "2027-01-15T08:00:06Z"}
+              "time": datetime.fromtimestamp(T0 + 6, UTC).isoformat().replace("+00:00", "Z")}
     raw = Producer({"bootstrap.servers": kafka_bootstrap})
     raw.produce(topic, orjson.dumps([good, {**good, "status": "maybe"}, native]), key=b"pool-a")
     raw.produce(topic, b"\xff not json", key=b"pool-a")

@@ -20,6 +20,7 @@ from streams.series import rolled_up_pool
 from tests import snakepit_envelopes as sp
 from tests.integration import kafka_helpers as kh
 from tests.integration.test_simulate import _up, free_port
+from tests.support import T0
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def test_every_snakepit_event_through_kafka_to_a_real_worker(
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic, partitions=1)
     kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
-    t0 = 1_800_000_000.0
+    t0 = float(T0)
     envelopes, expected = sp.deployment(t0)
     closing = sp.saturated("default", t0 + 3 * 3600)  # closes every earlier hour
     raw = Producer({"bootstrap.servers": kafka_bootstrap})
