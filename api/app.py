@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
@@ -27,12 +28,28 @@ from api.guard import BodyGuard
 from api.services import Services
 from snakepit_perf import __version__
 
+if TYPE_CHECKING:
+    from streams.engine import Engine
+
 
 class Health(BaseModel):
     status: str
     version: str
     mode: str
     uptime_seconds: float
+    # What degrades answers without failing the service (series folded by the series limit).
+    warnings: list[str] = []
+
+
+def limit_warnings(engine: Engine | None) -> list[str]:
+    """One line per family whose new series were folded by the series limit."""
+    if engine is None:
+        return []
+    limits = engine.limiter.limits
+    return [f"{family}: {n} new series folded into __other__: more than "
+            f"{limits.max_series_per_family} active series in the family or "
+            f"{limits.max_series} in all (a producer sending unbounded labels?)"
+            for family, n in sorted(engine.limiter.series_overflowed.items())]
 
 
 def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
@@ -73,6 +90,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
                 f"{runner.last_error}; acknowledged events are kept in the write-ahead log",
                 headers={"Retry-After": "5"})
         return Health(status="ok", version=__version__, mode=services.mode,
-                      uptime_seconds=round(time.monotonic() - started, 3))
+                      uptime_seconds=round(time.monotonic() - started, 3),
+                      warnings=limit_warnings(services.engine))
 
     return app

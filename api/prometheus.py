@@ -73,6 +73,17 @@ def exposition(services: Services) -> str:
     header("snakepit_perf_engine_label_overflow_total", "counter",
            "label values folded into __other__ by the cardinality limit")
     lines.append(f"snakepit_perf_engine_label_overflow_total {engine.limiter.overflowed}")
+    limiter = engine.limiter
+    header("snakepit_perf_series_active", "gauge", "active series by family (the series limit "
+           f"is {limiter.limits.max_series_per_family} per family, {limiter.limits.max_series} "
+           "in all)")
+    for family, known in sorted(limiter.known.items()):
+        lines.append(f'snakepit_perf_series_active{{family="{family}"}} {len(known)}')
+    header("snakepit_perf_series_overflow_total", "counter",
+           "new series folded into __other__ because a series limit was reached, by family")
+    for family in sorted(limiter.known):
+        n = limiter.series_overflowed.get(family, 0)
+        lines.append(f'snakepit_perf_series_overflow_total{{family="{family}"}} {n}')
     header("snakepit_perf_native_events_total", "counter",
            "Snakepit events kept as native events, by event name (unknown names included)")
     for key, n in sorted(engine.stats.items()):

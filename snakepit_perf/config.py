@@ -69,6 +69,14 @@ class IngestSettings:
 
 
 @dataclass
+class LimitSettings:
+    # What one producer's labels may cost (memory grows with active series; see streams.series).
+    max_label_values: int = 1000
+    max_series_per_family: int = 10_000
+    max_series: int = 25_000
+
+
+@dataclass
 class RetentionSettings:
     # How long the embedded store keeps each resolution, and rejects; applied every
     # check_every_s by the running service (Cassandra rows expire by TTL instead).
@@ -95,6 +103,7 @@ class Settings:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 def load(path: Path | None = None, env: dict[str, str] | None = None,

@@ -20,6 +20,7 @@ from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
 from streams.faust_worker import FaustWorker
+from streams.series import Limits
 
 
 class KafkaSink:
@@ -62,7 +63,8 @@ def build_worker(settings: Settings) -> FaustWorker:
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return FaustWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
                        on_minutes=alerts.consume, data_dir=settings.data_dir / "faust",
-                       rollups_topic=k.rollups_topic, time_bounds=time_bounds(settings))
+                       rollups_topic=k.rollups_topic, time_bounds=time_bounds(settings),
+                       limits=Limits(**vars(settings.limits)))
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:

@@ -19,6 +19,7 @@ from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
+from streams.series import Limits
 
 
 def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
@@ -37,7 +38,8 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume,
                             wal_dir=settings.data_dir / "wal",
                             max_queued_events=settings.ingest.max_queued_events,
-                            retention_every=r.check_every_s)
+                            retention_every=r.check_every_s,
+                            limits=Limits(**vars(settings.limits)))
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts, runner=runner,
                               time_bounds=TimeBounds(settings.ingest.max_ahead_s,

@@ -32,6 +32,7 @@ from schemas.events import AnyEvent, Event
 from store.base import Checkpoint, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 from streams.live import LiveState
+from streams.series import Limits
 from streams.wal import WalError, WriteAheadLog
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class EmbeddedRunner:
     STOP_FLUSH_BUDGET_S = 3.0  # a final checkpoint slower than this is left to the log
 
     def __init__(self, store: RollupStore, lateness: float = 5.0, idle_grace: float = 5.0,
-                 flush_interval: float = 1.0, max_label_values: int = 1000,
+                 flush_interval: float = 1.0, limits: Limits | None = None,
                  archive_dir: Path | None = None, archive_every: float = 3600.0,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
                  wal_dir: Path | None = None, max_queued_events: int = 200_000,
@@ -72,7 +73,7 @@ class EmbeddedRunner:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
         self.engine = Engine.resume(cp.state if cp is not None else None, lateness,
-                                    max_label_values)
+                                    limits)
         self.engine.live = LiveState()
         self.wal = WriteAheadLog(wal_dir) if wal_dir is not None else None
         self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
@@ -184,7 +185,7 @@ class EmbeddedRunner:
             cp = self.store.load_checkpoint(CHECKPOINT)
             live = self.engine.live
             self.engine = Engine.resume(cp.state if cp is not None else None,
-                                        self.engine.lateness, self.engine.limiter.max_values)
+                                        self.engine.lateness, self.engine.limiter.limits)
             self.engine.live = live
             self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
             self._pending = []

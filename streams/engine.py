@@ -36,7 +36,7 @@ from streams.aggregate import Aggregate, compress, inflate
 from streams.dedupe import CallDeduper
 from streams.live import LiveState
 from streams.requests import Columns, RequestPane, SeriesIndex
-from streams.series import CardinalityLimiter, Pane
+from streams.series import CardinalityLimiter, Limits, Pane
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (family, labels)
 log = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ class Engine:
     """Framework-free aggregation core shared by the Faust worker and the embedded runner."""
 
     def __init__(self, resolutions: tuple[int, ...] = (10, 60, 3600), lateness: float = 5.0,
-                 max_label_values: int = 1000) -> None:
+                 limits: Limits | None = None) -> None:
         if any(b % a for a, b in zip(resolutions, resolutions[1:], strict=False)):
             raise ValueError("each resolution must be a multiple of the previous one")
         self.resolutions = resolutions
         self.lateness = lateness
-        self.limiter = CardinalityLimiter(max_label_values)
+        self.limiter = CardinalityLimiter(limits)
         self.panes: dict[int, dict[SeriesKey, Pane]] = {}  # rarer event types, by bucket
         self.request_panes: dict[int, RequestPane] = {}  # requests, as columns, by bucket
         self.index = SeriesIndex(self.limiter)
@@ -217,15 +217,36 @@ class Engine:
             for series, agg in self._close_bucket(bucket).items():
                 out.append(Rollup(series[0], series[1], res0, bucket, agg))
                 self._merge_up(1, series, bucket, agg)
+        top = len(self.resolutions) - 1
+        last_hour: set[SeriesKey] | None = None
         for level in range(1, len(self.resolutions)):
             res = self.resolutions[level]
             open_buckets = self.buckets[level]
             for bucket in sorted(b for b in open_buckets if b + res <= watermark):
-                for series, agg in open_buckets.pop(bucket).items():
+                closing = open_buckets.pop(bucket)
+                if level == top:
+                    last_hour = set(closing)
+                for series, agg in closing.items():
                     out.append(Rollup(series[0], series[1], res, bucket, agg))
                     self._merge_up(level + 1, series, bucket, agg)
         self.closed_until = watermark
+        if last_hour is not None and watermark < math.inf:
+            self._retain_active(last_hour)
         return out
+
+    def _retain_active(self, last_hour: set[SeriesKey]) -> None:
+        """A longest bucket closed: series seen neither in it nor since stop counting
+        against the limits (see ``CardinalityLimiter``)."""
+        active = set(last_hour)
+        for by_bucket in self.buckets[1:]:
+            for series in by_bucket.values():
+                active.update(series)
+        for series in self.panes.values():
+            active.update(series)
+        for rp in self.request_panes.values():
+            active |= rp.series(self.index)
+        self.limiter.retain(active)
+        self.index.forget_cache()
 
     def _close_bucket(self, bucket: int) -> dict[SeriesKey, Aggregate]:
         """Every series' aggregate of a base bucket: requests' (columns) and the others'."""
@@ -308,26 +329,26 @@ class Engine:
             "closed_until": None if self.closed_until == -math.inf else self.closed_until,
             "source_time": self.source_time, "panes": panes, "buckets": buckets,
             "requests": requests, "combos": self.index.state(), "stats": dict(self.stats),
-            "limiter": [[f, i, sorted(v)] for (f, i), v in self.limiter.values.items()],
+            "limiter": self.limiter.state(),
             "calls": blob(self.calls.state()), "blobs": [len(b) for b in blobs],
         })
         return SNAPSHOT_MAGIC + compress(b"".join([len(header).to_bytes(4, "big"), header, *blobs]))
 
     @classmethod
-    def resume(cls, data: bytes | None, lateness: float = 5.0, max_label_values: int = 1000
+    def resume(cls, data: bytes | None, lateness: float = 5.0, limits: Limits | None = None
                ) -> Engine:
         """The engine of a checkpoint, or a new one if there is none or it was written by an
         older version (its open windows are then lost, and a warning says so)."""
         if data is not None:
             try:
-                return cls.restore(data, max_label_values)
+                return cls.restore(data, limits)
             except ValueError as exc:
                 log.warning("checkpoint not restored (%s): starting with empty windows; "
                             "buckets that were open lose what they held", exc)
-        return cls(lateness=lateness, max_label_values=max_label_values)
+        return cls(lateness=lateness, limits=limits)
 
     @classmethod
-    def restore(cls, data: bytes, max_label_values: int = 1000) -> Engine:
+    def restore(cls, data: bytes, limits: Limits | None = None) -> Engine:
         if not data.startswith((SNAPSHOT_MAGIC, _SNAPSHOT_MAGIC_3)):
             raise ValueError("not an engine checkpoint of this version")
         data = inflate(data[len(SNAPSHOT_MAGIC):])
@@ -338,12 +359,11 @@ class Engine:
         for length in obj["blobs"]:
             blobs.append(data[pos:pos + length])
             pos += length
-        eng = cls(tuple(obj["resolutions"]), obj["lateness"], max_label_values)
+        eng = cls(tuple(obj["resolutions"]), obj["lateness"], limits)
         eng.closed_until = -math.inf if obj["closed_until"] is None else obj["closed_until"]
         eng.source_time = obj["source_time"]
         eng.stats.update(obj["stats"])
-        for fam, i, values in obj["limiter"]:
-            eng.limiter.values[(fam, i)] = set(values)
+        eng.limiter.load(obj["limiter"])
         eng.index.load(obj["combos"])
         if "calls" in obj:  # older checkpoints had no call memory
             eng.calls.load(blobs[obj["calls"]])

@@ -37,6 +37,7 @@ from store.base import RollupStore
 from streams.engine import Rollup
 from streams.partitions import CommitBatch, Partitions
 from streams.rollup_message import rollup_message
+from streams.series import Limits
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class FaustWorker:
     def __init__(self, store: RollupStore, bootstrap: str, topic: str = "snakepit.events",
                  group: str = "snakepit-perf-workers", dlq_topic: str = "snakepit.events.dlq",
                  lateness: float = 5.0, commit_interval: float = 1.0,
-                 max_pending_rollups: int = 200_000, max_label_values: int = 1000,
+                 max_pending_rollups: int = 200_000, limits: Limits | None = None,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
                  data_dir: Path | None = None, rollups_topic: str | None = None,
                  time_bounds: TimeBounds | None = None) -> None:
@@ -59,7 +60,7 @@ class FaustWorker:
         self.rollups_topic = rollups_topic
         self.max_pending_rollups = max_pending_rollups
         self.partitions = Partitions(store, topic, group, self._dead_letter, lateness,
-                                     max_label_values, on_minutes,
+                                     limits, on_minutes,
                                      self._publish if rollups_topic else None, time_bounds)
         self._producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20,
                                    "enable.idempotence": True, "compression.type": "lz4"})

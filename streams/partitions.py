@@ -26,6 +26,7 @@ from schemas.decode import Reject, TimeBounds, decode_json
 from schemas.events import Annotation
 from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
+from streams.series import Limits
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Partitions:
     """The engines of the partitions this worker holds, and their commits to the store."""
 
     def __init__(self, store: RollupStore, topic: str, group: str, dead_letter: DeadLetter,
-                 lateness: float = 5.0, max_label_values: int = 1000,
+                 lateness: float = 5.0, limits: Limits | None = None,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
                  publish: Publish | None = None, time_bounds: TimeBounds | None = None) -> None:
         self.store = store
@@ -71,7 +72,7 @@ class Partitions:
         self.group = group
         self.dead_letter = dead_letter
         self.lateness = lateness
-        self.max_label_values = max_label_values
+        self.limits = limits
         # Gets the closed 1-minute rollups once stored (alerting: pools are keyed to partitions,
         # so the worker that owns a partition sees each of its pools whole).
         self.on_minutes = on_minutes
@@ -89,7 +90,7 @@ class Partitions:
         """The partition's state from its checkpoint (a fresh engine if it has none)."""
         cp = self.store.load_checkpoint(self.checkpoint_name(partition))
         engine = Engine.resume(cp.state if cp is not None else None, self.lateness,
-                               self.max_label_values)
+                               self.limits)
         state = PartitionState(engine, cp.offsets[f"{self.topic}:{partition}"] if cp else 0)
         log.info("partition %d resumes at offset %d", partition, state.next_offset)
         self.held[partition] = state

@@ -146,6 +146,10 @@ class SeriesIndex:
         return [[list(self.request_labels[r]), list(self.worker_labels[w])]
                 for r, w in self.combos]
 
+    def forget_cache(self) -> None:
+        """After the limiter forgot series: every label tuple asks it again."""
+        self._cache.clear()
+
     def load(self, combos: list[list[list[str]]]) -> None:
         for request, worker in combos:
             self.add(tuple(request), tuple(worker))
@@ -260,6 +264,16 @@ class RequestPane:
             self.compact(index)
         elif len(self.reqs) >= self.FOLD_AT:
             self.fold(index)
+
+    def series(self, index: SeriesIndex) -> set[SeriesKey]:
+        """The request and worker series this pane holds rows of."""
+        out = set(self.compacted)
+        combos = {int(c) for chunk in self.chunks for c in np.unique(chunk.combo)}
+        for code in combos:
+            r, w = index.combos[code]
+            out.add(("request", index.request_labels[r]))
+            out.add(("worker", index.worker_labels[w]))
+        return out
 
     def columns(self) -> Columns:
         if len(self.chunks) > 1:

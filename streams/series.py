@@ -11,13 +11,17 @@ the rarer types go through one small function each here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from schemas.events import Native, Pool, Python, RequestStart, Resource, Session, Worker
 from streams.aggregate import Aggregate
+
+log = logging.getLogger(__name__)
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "request": ("pool", "worker_profile", "adapter", "command", "python_env", "library",
@@ -87,14 +91,39 @@ class Pane:
         return self.agg
 
 
-class CardinalityLimiter:
-    """Caps distinct values per (family, dimension); the overflow folds into ``__other__``."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one producer's labels may cost. Memory grows with active series (each holds
+    digests in every open pane and bucket, ~15 KB at the three resolutions), so a limit per
+    dimension alone is not enough: 1,000 pools x 1,000 commands are each within it."""
 
-    def __init__(self, max_values: int) -> None:
-        self.max_values = max_values
+    max_label_values: int = 1000  # distinct values per family and dimension
+    max_series_per_family: int = 10_000  # active series of one family (request, worker, ...)
+    max_series: int = 25_000  # active series of all families together
+
+
+class CardinalityLimiter:
+    """Caps distinct values per (family, dimension) and active series per family and in all;
+    the overflow folds into ``__other__`` and is counted.
+
+    A series past a series limit keeps its first label (its pool, for most families) when that
+    value is admitted, so per-pool totals stay exact, and folds the rest: ``(pool, __other__,
+    ...)``. "Active" means seen since the hour before last: when an hour closes the engine
+    calls :meth:`retain` with the series its open state still holds, so recycled worker ids
+    and retired commands free their places instead of filling the limits for ever.
+
+    Decisions depend only on this state (checkpointed with the engine) and, within an hour,
+    never change for a label tuple: admitted stays admitted, full stays full. So the cache in
+    front of it (``SeriesIndex``) can skip it, and a restored engine decides the same."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
+        self.max_values = self.limits.max_label_values
         self.known: dict[str, set[tuple[str, ...]]] = {f: set() for f in FAMILIES}
         self.values: dict[tuple[str, int], set[str]] = {}
-        self.overflowed = 0
+        self.total = 0  # series in ``known``
+        self.overflowed = 0  # label values folded
+        self.series_overflowed: dict[str, int] = {}  # new series folded past a series limit
 
     def labels(self, family: str, labels: tuple[str, ...]) -> tuple[str, ...]:
         known = self.known[family]
@@ -112,9 +141,47 @@ class CardinalityLimiter:
                 fixed.append(OTHER)
                 self.overflowed += 1
         result = tuple(fixed)
-        if result == labels:
-            known.add(labels)
+        if result != labels or result in known:
+            return result
+        if len(known) >= self.limits.max_series_per_family \
+                or self.total >= self.limits.max_series:
+            self.series_overflowed[family] = self.series_overflowed.get(family, 0) + 1
+            if self.series_overflowed[family] == 1:
+                log.warning("%s: more than %d active series (%d in all); new series fold into "
+                            "%s (see snakepit_perf_series_overflow_total)", family,
+                            self.limits.max_series_per_family, self.total, OTHER)
+            return (result[0], *(v if v == ALL else OTHER for v in result[1:]))
+        known.add(labels)
+        self.total += 1
         return result
+
+    def retain(self, active: set[tuple[str, tuple[str, ...]]]) -> None:
+        """Forget the series (and label values) not in ``active``; see the class notes."""
+        self.values = {}
+        self.total = 0
+        for family, known in self.known.items():
+            kept = {labels for labels in known if (family, labels) in active}
+            self.known[family] = kept
+            self.total += len(kept)
+            for labels in kept:
+                for i, value in enumerate(labels):
+                    if value != ALL:
+                        self.values.setdefault((family, i), set()).add(value)
+
+    def state(self) -> dict[str, Any]:
+        return {"known": {f: sorted(map(list, k)) for f, k in self.known.items() if k},
+                "values": [[f, i, sorted(v)] for (f, i), v in self.values.items()],
+                "series_overflowed": self.series_overflowed}
+
+    def load(self, state: dict[str, Any] | list) -> None:
+        if isinstance(state, list):  # older checkpoints held only the values
+            state = {"values": state}
+        for family, known in state.get("known", {}).items():
+            self.known[family] = set(map(tuple, known))
+        self.total = sum(map(len, self.known.values()))
+        for family, i, values in state["values"]:
+            self.values[(family, i)] = set(values)
+        self.series_overflowed.update(state.get("series_overflowed", {}))
 
 
 # pane(family, labels, event_time) -> the Pane that event updates

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 
 import orjson
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from streams.aggregate import Aggregate, compress, inflate
 from streams.engine import SNAPSHOT_MAGIC, Engine, Rollup
 from streams.requests import RequestPane
-from streams.series import ALL
+from streams.series import ALL, Limits
 from tests.support import LATENCIES, T0, exact_quantile, requests
 
 QUANTILES = {0.5: 0.01, 0.95: 0.01, 0.99: 0.01, 0.999: 0.02}
@@ -193,7 +194,7 @@ def test_cardinality_is_bounded_and_overflow_counted():
     events = requests(2_000, 20)
     for i, e in enumerate(events):
         e.command = f"cmd-{i}"
-    eng = Engine(max_label_values=50)
+    eng = Engine(limits=Limits(max_label_values=50))
     out = eng.process(events) + eng.flush()
     commands = {r.labels[3] for r in out if r.family == "request" and r.labels[3] != ALL}
     assert len(commands) == 51 and "__other__" in commands
@@ -323,3 +324,70 @@ def test_a_version_3_checkpoint_is_still_restored():
     assert restored.request_panes and restored.stats["events"] == 1000
     out = restored.process(events[1000:]) + restored.flush()
     assert per_series(out) == per_series(eng.process(events[1000:]) + eng.flush())
+
+
+def _attack(n_pools: int, n_commands: int, start: float = T0) -> list:
+    """Every (pool, command) pair once: each label within its own limit, the product is not."""
+    events = requests(n_pools * n_commands, 5, start=start)
+    for i, e in enumerate(events):
+        e.pool, e.command = f"pool-{i % n_pools}", f"cmd-{i // n_pools}"
+    return events
+
+
+def test_active_series_are_bounded_per_family_and_pool_totals_stay_exact():
+    limits = Limits(max_label_values=1000, max_series_per_family=300, max_series=10_000)
+    eng = Engine(limits=limits)
+    events = _attack(40, 50)  # 2,000 request series asked for
+    out = eng.process(events) + eng.flush()
+    detailed = {r.labels for r in out if r.family == "request" and r.resolution == 10
+                and r.labels[1] != ALL}
+    folded = {labels for labels in detailed if labels[3] == "__other__"}
+    assert len(detailed - folded) == 300 and len(eng.limiter.known["request"]) == 300
+    assert {labels[0] for labels in folded} <= {f"pool-{i}" for i in range(40)} and folded
+    assert eng.limiter.series_overflowed["request"] > 0
+    per_pool = Counter()
+    for r in out:
+        if r.family == "request" and r.resolution == 10 and r.labels[1:] == (ALL,) * 7 \
+                and r.labels[0] != ALL:
+            per_pool[r.labels[0]] += r.agg.counters["requests"]
+    assert per_pool == Counter(e.pool for e in events), "per-pool totals are exact"
+
+
+def test_the_global_series_limit_applies_across_families():
+    eng = Engine(limits=Limits(max_series_per_family=10_000, max_series=150))
+    eng.process(_attack(10, 30))
+    assert eng.limiter.total == 150
+    assert sum(eng.limiter.series_overflowed.values()) > 0
+
+
+def test_series_that_went_quiet_free_their_place_when_an_hour_closes():
+    limits = Limits(max_series_per_family=100, max_series=10_000)
+    eng = Engine(limits=limits, lateness=0)
+    eng.process(_attack(5, 20))  # 100 request series: the family is full
+    assert len(eng.limiter.known["request"]) == 100
+    later = _attack(5, 20, start=T0 + 3 * 3600)  # hours later, new commands
+    for e in later:
+        e.command = e.command.replace("cmd", "new")
+    # Closes the first hour; its series were active in it, so they are kept (and this new
+    # one, admitted before the close, is folded: the family was still full).
+    eng.process(later[:1])
+    assert len(eng.limiter.known["request"]) == 100
+    eng.process(_attack(1, 1, start=T0 + 4.5 * 3600))  # one old series, seen again
+    assert {labels[3] for labels in eng.limiter.known["request"]} == {"cmd-0"}, \
+        "an hour closed without the others: they are forgotten"
+    eng.process(later[1:])
+    known = eng.limiter.known["request"]
+    assert len(known) == 100 and sum(labels[3].startswith("new") for labels in known) == 99
+
+
+def test_a_restored_engine_makes_the_same_limit_decisions():
+    limits = Limits(max_series_per_family=120, max_series=10_000)
+    events = _attack(20, 15)
+    straight = Engine(limits=limits)
+    out_a = straight.process(events[:150]) + straight.process(events[150:]) + straight.flush()
+    first = Engine(limits=limits)
+    out_b = first.process(events[:150])
+    resumed = Engine.restore(first.snapshot(), limits)
+    out_b += resumed.process(events[150:]) + resumed.flush()
+    assert per_series(out_a) == per_series(out_b)
+    assert resumed.limiter.known == straight.limiter.known

@@ -498,10 +498,18 @@ function fail(e) {
   document.body.dataset.error = e.message || String(e);
 }
 
+function showWarnings(warnings) {
+  const box = document.getElementById("warnings");
+  box.textContent = warnings.join("\n");
+  box.hidden = warnings.length === 0;
+}
+
 async function main() {
   wire();
   await signIn();
-  app.mode = (await get("/health")).mode;
+  const health = await get("/health");
+  app.mode = health.mode;
+  showWarnings(health.warnings || []);
   app.metrics = await get("/v1/metrics");
   await loadDashboards();
   await render();
