@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -60,6 +61,10 @@ def exposition(services: Services) -> str:
              runner.wal.size_bytes() if runner.wal is not None else 0),
             ("wal_replayed_events", "gauge", "acknowledged events replayed from the write-ahead "
              "log at start", runner.replayed),
+            ("checkpoint_duration_seconds", "gauge", "how long the last flush (rollups and "
+             "checkpoint) took", round(runner.last_flush_s, 3)),
+            ("checkpoint_age_seconds", "gauge", "seconds since the last stored checkpoint",
+             round(time.time() - runner.checkpointed_at, 3)),
             ("store_bytes", "gauge", "the embedded store's files",
              services.store.size_bytes() if hasattr(services.store, "size_bytes") else 0)]:
             header(f"snakepit_perf_{name}", kind, help_text)

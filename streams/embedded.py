@@ -96,6 +96,7 @@ class EmbeddedRunner:
         self._thread: threading.Thread | None = None
         self.write_errors = 0
         self.last_flush_s = 0.0
+        self.checkpointed_at = time.time()  # the last checkpoint stored (or the start)
         self.failing_since: float | None = None  # the store's writes have failed since then
         self.last_error = ""
         self.on_minutes = on_minutes  # gets each flush's closed 1-minute rollups (alerting)
@@ -227,6 +228,7 @@ class EmbeddedRunner:
                 self.engine.annotations[:0] = notes
             return 0
         self.failing_since = None
+        self.checkpointed_at = time.time()
         if self.wal is not None:
             self.wal.covered(covered)
         if self.on_minutes is not None:

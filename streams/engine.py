@@ -215,8 +215,9 @@ class Engine:
         for bucket in sorted(b for b in {*self.panes, *self.request_panes}
                              if b + res0 <= watermark):
             for series, agg in self._close_bucket(bucket).items():
-                out.append(Rollup(series[0], series[1], res0, bucket, agg))
                 self._merge_up(1, series, bucket, agg)
+                # closed: from now on only stored, so held as bytes until then (see deflate)
+                out.append(Rollup(series[0], series[1], res0, bucket, agg.deflate()))
         top = len(self.resolutions) - 1
         last_hour: set[SeriesKey] | None = None
         for level in range(1, len(self.resolutions)):
@@ -227,8 +228,8 @@ class Engine:
                 if level == top:
                     last_hour = set(closing)
                 for series, agg in closing.items():
-                    out.append(Rollup(series[0], series[1], res, bucket, agg))
                     self._merge_up(level + 1, series, bucket, agg)
+                    out.append(Rollup(series[0], series[1], res, bucket, agg.deflate()))
         self.closed_until = watermark
         if last_hour is not None and watermark < math.inf:
             self._retain_active(last_hour)
