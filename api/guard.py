@@ -5,11 +5,15 @@ unauthenticated client could make the service buffer any amount of data before i
 A pure ASGI middleware: a request with a body (POST, PUT, PATCH, DELETE) and no valid key gets
 its 401 without a byte of the body read; a body past its route's limit gets a 413, from
 ``Content-Length`` when declared, else as soon as the streamed bytes pass it. Ingest routes
-(``/v1/events``, ``/v1/traces``) take up to the ingest limit, every other route 1 MiB.
+(``/v1/events``, ``/v1/traces``) take up to the ingest limit, every other route 1 MiB. A body
+that stops arriving (no bytes for ``BODY_IDLE_S``, a slowloris sending its body) gets a 408 and
+the connection is closed; slow headers are cut off by the server protocol
+(:mod:`api.server`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +23,7 @@ from api.auth import Authenticator
 
 INGEST_PATHS = ("/v1/events", "/v1/traces")
 OTHER_BODY_BYTES = 1024 * 1024
+BODY_IDLE_S = 20.0  # the longest wait for the next chunk of a body
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 Scope = dict[str, Any]
@@ -27,8 +32,10 @@ Send = Callable[[dict], Awaitable[None]]
 
 
 class BodyGuard:
-    def __init__(self, app: Any, auth: Authenticator, ingest_limit: Callable[[], int]) -> None:
+    def __init__(self, app: Any, auth: Authenticator, ingest_limit: Callable[[], int],
+                 body_idle_s: float = BODY_IDLE_S) -> None:
         self.app, self.auth, self.ingest_limit = app, auth, ingest_limit
+        self.body_idle_s = body_idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
@@ -51,7 +58,15 @@ class BodyGuard:
         state = {"received": 0, "answered": False}
 
         async def limited_receive() -> dict:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.body_idle_s)
+            except TimeoutError:
+                if not state["answered"]:
+                    state["answered"] = True
+                    await _problem(send, 408, "Request timeout",
+                                   f"no part of the body arrived for {self.body_idle_s:.0f} s; "
+                                   f"send the body without pauses", path)
+                return {"type": "http.disconnect"}
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
                 if state["received"] > limit and not state["answered"]:

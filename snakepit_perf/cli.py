@@ -148,13 +148,12 @@ def _cmd_api(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _serve(settings: config.Settings, build) -> int:
     """Serve the app ``build(settings, keys)`` makes, if the keys make the bind safe."""
-    import uvicorn
+    from api.server import serve
 
     keys = _api_keys(settings)
     if keys is None:
         return 2
-    uvicorn.run(build(settings, keys), host=settings.api.host, port=settings.api.port,
-                log_level="info")
+    serve(build(settings, keys), settings.api.host, settings.api.port)
     return 0
 
 

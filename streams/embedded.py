@@ -5,8 +5,10 @@ batch is appended to the log and aggregated, in log order, then its fsync is wai
 (grouped with concurrent batches'); a checkpoint only ever covers synced batches, and a
 restart restores the last checkpoint and replays the log after it, so what was acknowledged is
 never lost, and a late checkpoint costs replay time, not data. Work waiting
-to be aggregated is bounded (``max_queued_events``): past it ``submit`` raises ``Overloaded``
-instead of queueing without end.
+to be aggregated is bounded (``max_queued_events``), and so are closed rollups waiting for the
+store (``max_pending_rollups``: sparse, high-cardinality data closes a rollup per series and
+pane, faster than a store may take them): past either ``submit`` raises ``Overloaded`` instead of
+queueing without end.
 
 Batches are aggregated as they arrive (under a lock; the engine is not thread-safe) and closed
 rollups are written to the store by a background thread once a second, together with a
@@ -69,6 +71,7 @@ class EmbeddedRunner:
                  archive_dir: Path | None = None, archive_every: float = 3600.0,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
                  wal_dir: Path | None = None, max_queued_events: int = 200_000,
+                 max_pending_rollups: int = 100_000,
                  retention_every: float = 3600.0) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)
@@ -82,6 +85,8 @@ class EmbeddedRunner:
         if self.wal is not None:
             self._replay()
         self.max_queued_events = max_queued_events
+        self.max_pending_rollups = max_pending_rollups
+        self._writing = 0  # rollups the flusher is writing now
         self.queued_events = 0
         self.overloaded = 0
         self._queue_lock = threading.Lock()
@@ -125,6 +130,11 @@ class EmbeddedRunner:
         """Count ``n`` events as waiting, or raise ``Overloaded`` past the bound (callers that
         queue work elsewhere first, like the API's ingest threads, reserve before queueing)."""
         with self._queue_lock:
+            waiting = len(self._pending) + self._writing
+            if waiting > self.max_pending_rollups:
+                self.overloaded += 1
+                raise Overloaded(f"{waiting} closed rollups are waiting to be stored "
+                                 f"(limit {self.max_pending_rollups}); retry shortly")
             if self.queued_events and self.queued_events + n > self.max_queued_events:
                 self.overloaded += 1
                 raise Overloaded(f"{self.queued_events} events are waiting to be aggregated "
@@ -203,9 +213,16 @@ class EmbeddedRunner:
                     wall = (now or time.time()) - self.engine.lateness - self.idle_grace
                     self._pending.extend(self.engine.advance(max(newest, wall)))
             pending, self._pending = self._pending, []
+            self._writing = len(pending)
             notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
             covered = self.covered_seq
+        try:
+            return self._write(pending, notes, state, covered)
+        finally:
+            self._writing = 0
+
+    def _write(self, pending: list[Rollup], notes: list, state: bytes, covered: int) -> int:
         if self.wal is not None:  # only a state whose every batch is on disk is checkpointed
             try:
                 self.wal.sync(covered)
