@@ -58,7 +58,8 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.state.services = services
     app.state.auth = Authenticator(keys or [])
     app.add_middleware(BodyGuard, auth=app.state.auth,
-                       ingest_limit=lambda: services.max_body_bytes)
+                       ingest_limit=lambda: services.max_body_bytes,
+                       body_idle_s=services.body_idle_s)
     problems.install(app)
     viewer, operator = [Depends(require("viewer"))], [Depends(require("operator"))]
     app.include_router(ingest.ingest_router, dependencies=operator)

@@ -58,5 +58,7 @@ class HeadDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def serve(app: Any, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_level="info", http=HeadDeadlineProtocol)
+def serve(app: Any, host: str, port: int, head_timeout_s: float = HEAD_TIMEOUT_S) -> None:
+    protocol = type("HeadDeadlineProtocol", (HeadDeadlineProtocol,),
+                    {"head_timeout_s": head_timeout_s})
+    uvicorn.run(app, host=host, port=port, log_level="info", http=protocol)

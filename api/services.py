@@ -31,6 +31,7 @@ class Services:
     sink: EventSink
     mode: str = "embedded"
     max_body_bytes: int = 16 * 1024 * 1024
+    body_idle_s: float = 20.0  # a body that pauses longer gets a 408 (api.guard)
     engine: Engine | None = None  # in-process engine, for live views (embedded mode only)
     archive: ArchiveReader | None = None  # Parquet archive, for ranges past the retention
     alerts: AlertRunner | None = None  # alert evaluation, where the engine runs

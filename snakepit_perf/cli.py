@@ -153,7 +153,8 @@ def _serve(settings: config.Settings, build) -> int:
     keys = _api_keys(settings)
     if keys is None:
         return 2
-    serve(build(settings, keys), settings.api.host, settings.api.port)
+    serve(build(settings, keys), settings.api.host, settings.api.port,
+          settings.api.head_timeout_s)
     return 0
 
 

@@ -26,6 +26,10 @@ class ApiSettings:
     port: int = 8080
     # API keys as name:role:sha256hex (create with `snakepit-perf keys create`).
     keys: list[str] = field(default_factory=list)
+    # Slow clients: a request head must arrive within head_timeout_s of the connection (or of
+    # the last response); a body may pause at most body_idle_s (then 408).
+    head_timeout_s: float = 10
+    body_idle_s: float = 20
 
 
 @dataclass

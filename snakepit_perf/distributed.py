@@ -75,7 +75,8 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     # Alerts are evaluated by the workers; the API lists them from the workers' checkpoint.
     view = StoredAlerts(store, alerts_checkpoint(settings))
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
-                              archive=archive, alert_view=view, time_bounds=time_bounds(settings)),
+                              archive=archive, alert_view=view, time_bounds=time_bounds(settings),
+                              body_idle_s=settings.api.body_idle_s),
                      keys)
 
     @asynccontextmanager

@@ -42,6 +42,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                             limits=Limits(**vars(settings.limits)))
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts, runner=runner,
+                              body_idle_s=settings.api.body_idle_s,
                               time_bounds=TimeBounds(settings.ingest.max_ahead_s,
                                                      r.longest_s())), keys)
 

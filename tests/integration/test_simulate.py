@@ -38,7 +38,8 @@ def test_simulate_drives_the_embedded_run_over_http(tmp_path: Path):
                               "--seed", "4"], capture_output=True, text=True, timeout=120)
         assert sim.returncode == 0, sim.stderr
         sent = int(sim.stdout.split()[1])
-        assert "0 rejected" in sim.stdout and sent > 10_000
+        # 100/s for 120 s, shaped by the time of day (the simulated night is quieter)
+        assert "0 rejected" in sim.stdout and sent > 5_000
         params = {"metric": "requests_total", "stat": "count", "from": start,
                   "to": start + 120}
 
