@@ -71,7 +71,7 @@ class EmbeddedRunner:
                  archive_dir: Path | None = None, archive_every: float = 3600.0,
                  on_minutes: Callable[[list[Rollup]], None] | None = None,
                  wal_dir: Path | None = None, max_queued_events: int = 200_000,
-                 max_pending_rollups: int = 100_000,
+                 max_pending_rollups: int = 25_000,
                  retention_every: float = 3600.0) -> None:
         self.store = store
         cp = store.load_checkpoint(CHECKPOINT)

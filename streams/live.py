@@ -16,6 +16,7 @@ watches pays one list append per batch, and a watched one a few numpy calls per 
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -23,7 +24,11 @@ import numpy as np
 from fastdigest import TDigest
 
 ALL = ""  # the pool label of the overall series
+OTHER = "__other__"  # the live series of the pools past MAX_POOLS
 FOLD_AT = 50_000  # pending requests that trigger a fold without a reader
+# Each (second, pool) holds a digest (~2 KB): pools past this many share one live series, so
+# 1,000 pools cost what 200 do (the rollups keep every pool).
+MAX_POOLS = 200
 
 
 class _Second:
@@ -36,8 +41,9 @@ class _Second:
 
 
 class LiveState:
-    def __init__(self, window_s: int = 300) -> None:
+    def __init__(self, window_s: int = 300, clock=time.time) -> None:
         self.window_s = window_s
+        self.clock = clock  # seconds older than clock() - window_s are not live (a backfill)
         self._seconds: dict[tuple[int, str], _Second] = {}
         self._newest = 0
         self._version = 0
@@ -71,20 +77,21 @@ class LiveState:
         keys, durations, errors = keys[order], durations[order], errors[order]
         starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
         ends = np.r_[starts[1:], len(keys)]
+        horizon = max(self._newest, int(self.clock())) - self.window_s
         for key, a, b in zip(keys[starts].tolist(), starts.tolist(), ends.tolist(), strict=True):
             sec, pool = divmod(key, n_pools)
             pool_name = self._pools[pool]
             d = durations[a:b]
             count, n_errors, busy = b - a, int(errors[a:b].sum()), int(d.sum())
-            for name in (pool_name, ALL):
+            for name in (pool_name, ALL):  # counters per pool: cheap, kept for every pool
                 total = self._totals[name]
                 total[0] += count
                 total[1] += n_errors
                 total[2] += busy / 1e6
-            if sec <= self._newest - self.window_s:
+            if sec <= horizon:
                 continue  # older than the live window: the rollups have it
             digest = TDigest.from_values(d.astype(np.float64), max_centroids=200)
-            for k in ((sec, pool_name), (sec, ALL)):
+            for k in ((sec, pool_name if pool < MAX_POOLS else OTHER), (sec, ALL)):
                 s = self._seconds.get(k)
                 if s is None:
                     s = self._seconds[k] = _Second()
