@@ -5,7 +5,8 @@ Three rules give exactly-once results:
 1. one engine per partition, fed one message at a time, so its output depends only on the
    partition's own message sequence (never on batch sizes, timing or which worker holds it);
 2. rollups are written idempotently (shard = topic:partition; a late delta's shard also names
-   the offset it came from), *then* a checkpoint of the engine's open state with the next offset;
+   the group of offsets it came from), *then* a checkpoint of the engine's open state with the
+   next offset;
 3. a partition (newly assigned, or after a restart) resumes from its checkpoint: state restored,
    and every message below the checkpointed offset is skipped.
 
@@ -50,6 +51,7 @@ class PartCommit:
     annotations: list[Annotation]
     snapshot: bytes
     next_offset: int
+    held: int = 0  # the last ``held`` rollups are copies of the still-open late group
 
 
 @dataclass
@@ -152,8 +154,11 @@ class Partitions:
         batch = CommitBatch(self._pending_rejects)
         self._pending_rejects = []
         for p, s in dirty.items():
-            batch.parts[p] = PartCommit(s.pending, s.engine.annotations, s.engine.snapshot(),
-                                        s.next_offset)
+            # the late deltas of the current offset group so far: rewritten, with more, by
+            # every commit until the group is complete (see streams.engine)
+            held = s.engine.held_late()
+            batch.parts[p] = PartCommit(s.pending + held, s.engine.annotations,
+                                        s.engine.snapshot(), s.next_offset, len(held))
             s.pending, s.engine.annotations, s.dirty = [], [], False
         return batch
 
@@ -188,7 +193,9 @@ class Partitions:
         for p, part in batch.parts.items():
             s = self.held.get(p)
             if s is not None:
-                s.pending[:0] = part.rollups
+                # not the open group's copies: the next commit takes fresh ones, of all of it
+                s.pending[:0] = part.rollups[:len(part.rollups) - part.held]
+                s.engine.rewrite_held_late()
                 s.engine.annotations[:0] = part.annotations
                 s.dirty = True
 
