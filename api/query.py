@@ -60,8 +60,10 @@ class Query:
 _YEAR_10000 = 253_402_300_800  # epoch seconds
 
 
-def parse_time(value: str, param: str) -> int:
-    """RFC 3339 or epoch seconds to integer epoch seconds."""
+def parse_time(value: str, param: str, up: bool = False) -> int:
+    """RFC 3339 or epoch seconds to integer epoch seconds, rounded down (``up``: rounded up,
+    for the end of a range, so a fractional end never cuts off its last partial second)."""
+    rounded = math.ceil if up else math.floor
     try:
         seconds = float(value)
     except ValueError:
@@ -69,14 +71,14 @@ def parse_time(value: str, param: str) -> int:
     else:
         if not 0 <= seconds < _YEAR_10000:  # also false for NaN
             raise QueryError(param, f"{param}: {value!r} is not a time between 1970 and 9999")
-        return int(seconds)
+        return rounded(seconds)
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError as exc:
         raise QueryError(param, f"{param}: {value!r} is neither RFC 3339 nor epoch seconds") from exc
     if parsed.tzinfo is None:
         raise QueryError(param, f"{param}: {value!r} needs a UTC offset (e.g. Z)")
-    return int(parsed.timestamp())
+    return rounded(parsed.timestamp())
 
 
 def parse_duration(value: str, param: str) -> int:
@@ -114,7 +116,7 @@ def build(metric: str, stat: str, start: str, end: str, step: str | None, group_
                                  f"{', '.join(m.stats)}{' or any pNN.N' if m.kind == 'dist' else ''}")
     if m.kind == "dist" and _QUANTILE.match(stat) and not 0 < float(stat[1:]) < 100:
         raise QueryError("stat", f"stat: quantile {stat!r} must be between p0 and p100")
-    q = Query(m, stat, parse_time(start, "from"), parse_time(end, "to"))
+    q = Query(m, stat, parse_time(start, "from"), parse_time(end, "to", up=True))
     if q.end <= q.start:
         raise QueryError("to", "to: must be later than from")
     if step:
@@ -199,8 +201,8 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
             if value is not None:
                 pts.append([t0, value])
         series.append({"labels": dict(zip(q.group_by, group, strict=True)), "points": pts})
-    return {"metric": m.name, "stat": q.stat, "unit": m.unit,
-            "step": q.step, "resolution": res, "series": series}
+    return {"metric": m.name, "stat": q.stat, "unit": m.unit, "step": q.step,
+            "resolution": res, "covered_from": origin, "covered_to": end, "series": series}
 
 
 def _series(store: RollupStore, q: Query) -> list[SeriesRef]:

@@ -27,6 +27,10 @@ class QueryResult(BaseModel):
     unit: str
     step: int | None
     resolution: int
+    # The range the points cover: from the first point's bucket to the end of the last bucket
+    # that overlaps the asked range (edges are whole buckets, never cut)
+    covered_from: int
+    covered_to: int
     series: list[Series]
 
 
