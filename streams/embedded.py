@@ -82,6 +82,9 @@ class EmbeddedRunner:
         self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
         self.replayed = 0
         self._pending: list[Rollup] = []
+        # the late deltas in ``_pending`` by key: a later one merges into it (one store
+        # read-merge-write per key and flush, however shuffled the input)
+        self._late: dict[tuple, Rollup] = {}
         if self.wal is not None:
             self._replay()
         self.max_queued_events = max_queued_events
@@ -120,11 +123,25 @@ class EmbeddedRunner:
             except msgspec.DecodeError:
                 log.warning("write-ahead log record %d is not a batch of events; skipped", seq)
                 continue
-            self._pending.extend(self.engine.process(events, source=SOURCE, now=time.time()))
+            self._pend(self.engine.process(events, source=SOURCE, now=time.time()))
             self.covered_seq = seq
             self.replayed += len(events)
         if self.replayed:
             log.info("replayed %d acknowledged events from the write-ahead log", self.replayed)
+
+    def _pend(self, rollups: list[Rollup]) -> None:
+        """Queue rollups for the store (caller holds the lock), late deltas merged by key."""
+        for r in rollups:
+            if not r.late:
+                self._pending.append(r)
+                continue
+            key = (r.family, r.labels, r.resolution, r.bucket)
+            queued = self._late.get(key)
+            if queued is None:
+                self._late[key] = r
+                self._pending.append(r)
+            else:
+                queued.agg.merge(r.agg)
 
     def reserve(self, n: int) -> None:
         """Count ``n`` events as waiting, or raise ``Overloaded`` past the bound (callers that
@@ -158,7 +175,7 @@ class EmbeddedRunner:
         try:
             if self.wal is None:
                 with self._lock:
-                    self._pending.extend(self.engine.process(list(events), source=SOURCE,
+                    self._pend(self.engine.process(list(events), source=SOURCE,
                                                              now=time.time()))
                     self._last_event = time.monotonic()
                 return
@@ -177,7 +194,7 @@ class EmbeddedRunner:
                 seq = self.wal.append(payload)
             except WalError as exc:
                 raise Unavailable(str(exc)) from exc
-            self._pending.extend(self.engine.process(events, source=SOURCE, now=time.time()))
+            self._pend(self.engine.process(events, source=SOURCE, now=time.time()))
             self._last_event = time.monotonic()
             self.covered_seq = seq
         try:
@@ -199,7 +216,7 @@ class EmbeddedRunner:
                                         self.engine.lateness, self.engine.limiter.limits)
             self.engine.live = live
             self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
-            self._pending = []
+            self._pending, self._late = [], {}
             self._replay()
             log.warning("rebuilt the engine from the checkpoint and the write-ahead log after a "
                         "failed write (%d lost, unacknowledged batches dropped)", self._lost_seen)
@@ -211,8 +228,8 @@ class EmbeddedRunner:
                 newest = max(self.engine.source_time.values(), default=None)
                 if newest is not None:
                     wall = (now or time.time()) - self.engine.lateness - self.idle_grace
-                    self._pending.extend(self.engine.advance(max(newest, wall)))
-            pending, self._pending = self._pending, []
+                    self._pend(self.engine.advance(max(newest, wall)))
+            pending, self._pending, self._late = self._pending, [], {}
             self._writing = len(pending)
             notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
@@ -241,7 +258,7 @@ class EmbeddedRunner:
                 self.failing_since = time.time()
             log.exception("writing %d rollups failed; will retry", len(pending))
             with self._lock:
-                self._pending[:0] = pending
+                self._pending[:0] = pending  # (late deltas not indexed: none are lost)
                 self.engine.annotations[:0] = notes
             return 0
         self.failing_since = None
@@ -263,7 +280,7 @@ class EmbeddedRunner:
     def close_all(self) -> int:
         """Close every open window now (end of a finite input) and write it."""
         with self._lock:
-            self._pending.extend(self.engine.flush())
+            self._pend(self.engine.flush())
         return self.flush()
 
     def start(self) -> None:
