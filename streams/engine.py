@@ -94,6 +94,9 @@ class Engine:
         # (family, labels, resolution, bucket) -> late delta of the current group
         self.late_held: dict[tuple[str, tuple[str, ...], int, int], Aggregate] = {}
         self.late_changed: set[tuple[str, tuple[str, ...], int, int]] = set()  # since written
+        # late events of the group since the last fold (every FOLD_EVERY offsets)
+        self.late_raw: dict[int, RequestPane] = {}
+        self.late_raw_others: dict[tuple[SeriesKey, int], Pane] = {}
         self.live: LiveState | None = None  # set by runners that serve live views
 
     # -- ingest ---------------------------------------------------------------------------
@@ -121,11 +124,20 @@ class Engine:
         if reqs and any(map(_SOURCED, reqs)):
             reqs, from_duplicates = self.calls.filter(reqs)
             others.extend(from_duplicates)
-        late_requests: dict[int, RequestPane] = {}
+        out: list[Rollup] = []
+        group = None if tag is None else int(tag) // LATE_GROUP * LATE_GROUP
+        if group is not None and self.late_group is not None and group != self.late_group:
+            self._fold_late()
+            out.extend(self.held_late())  # the group is complete: its final deltas
+            self.late_held = {}
+        if group is not None:
+            self.late_group = group
+            late_requests, late = self.late_raw, self.late_raw_others
+        else:
+            late_requests, late = {}, {}
         newest, late_events = -math.inf, 0
         if reqs:
             newest, late_events = self._add_requests(reqs, late_before, late_requests)
-        late: dict[tuple[SeriesKey, int], Pane] = {}
         if others:
             newest = max(newest, max(e.time for e in others))
             late_events += sum(1 for e in others if e.time < late_before)
@@ -137,41 +149,50 @@ class Engine:
         self.stats["late_events"] += late_events
         self.stats["events"] += len(events)
 
-        out: list[Rollup] = []
-        group = None if tag is None else int(tag) // LATE_GROUP * LATE_GROUP
-        if group is not None and self.late_group is not None and group != self.late_group:
-            out.extend(self.held_late())  # the group is complete: its final deltas
-            self.late_held = {}
-        if group is not None:
-            self.late_group = group
-        if late or late_requests:
-            closed: dict[tuple[SeriesKey, int], Aggregate] = {}
-            for bucket, pane in late_requests.items():
-                for series, agg in pane.close(self.index).items():
-                    closed[(series, bucket)] = agg
-            for key, p in late.items():
-                agg = p.close()
-                if key in closed:
-                    closed[key].merge(agg)
-                else:
-                    closed[key] = agg
-            deltas: dict[tuple[int, SeriesKey, int], Aggregate] = {}
-            for (series, bucket), agg in sorted(closed.items(), key=lambda kv: kv[0][1]):
-                self._cascade(0, series, bucket, agg, deltas)
-            if group is None:
-                out.extend(Rollup(series[0], series[1], self.resolutions[level], start, agg,
-                                  late=True) for (level, series, start), agg in deltas.items())
-            else:
-                held = self.late_held
-                for (level, series, start), agg in deltas.items():
-                    key = (series[0], series[1], self.resolutions[level], start)
-                    self.late_changed.add(key)
-                    if key in held:
-                        held[key].merge(agg)
-                    else:
-                        held[key] = agg
+        if group is None and (late or late_requests):
+            deltas = self._late_deltas(late_requests, late, into_open=True)
+            out.extend(Rollup(fam, labels, res, start, agg, late=True)
+                       for (fam, labels, res, start), agg in deltas.items())
+        elif group is not None and (int(tag) + 1) % FOLD_EVERY == 0:
+            self._fold_late()
         out.extend(self.advance(self.watermark()))
         return out
+
+    def _late_deltas(self, late_requests: dict[int, RequestPane],
+                     late: dict[tuple[SeriesKey, int], Pane], into_open: bool
+                     ) -> dict[tuple[str, tuple[str, ...], int, int], Aggregate]:
+        """Close late panes into one delta per (family, labels, resolution, bucket); with
+        ``into_open``, what falls into a longer bucket still open is merged into it instead."""
+        closed: dict[tuple[SeriesKey, int], Aggregate] = {}
+        for bucket, pane in late_requests.items():
+            for series, agg in pane.close(self.index).items():
+                closed[(series, bucket)] = agg
+        for key, p in late.items():
+            agg = p.close()
+            if key in closed:
+                closed[key].merge(agg)
+            else:
+                closed[key] = agg
+        deltas: dict[tuple[int, SeriesKey, int], Aggregate] = {}
+        for (series, bucket), agg in sorted(closed.items(), key=lambda kv: kv[0][1]):
+            self._cascade(0, series, bucket, agg, deltas, into_open)
+        return {(series[0], series[1], self.resolutions[level], start): agg
+                for (level, series, start), agg in deltas.items()}
+
+    def _fold_late(self) -> None:
+        """The raw late panes of the group into its held deltas (at fixed offsets only, so
+        the held deltas are the same in every run over the same messages)."""
+        if not (self.late_raw or self.late_raw_others):
+            return
+        deltas = self._late_deltas(self.late_raw, self.late_raw_others, into_open=False)
+        self.late_raw, self.late_raw_others = {}, {}
+        held = self.late_held
+        for key, agg in deltas.items():
+            self.late_changed.add(key)
+            if key in held:
+                held[key].merge(agg)
+            else:
+                held[key] = agg
 
     def _add_requests(self, reqs: list[Request], late_before: float,
                       late: dict[int, RequestPane]) -> tuple[float, int]:
@@ -222,13 +243,30 @@ class Engine:
                 self.annotations.append(e)
 
     def held_late(self) -> list[Rollup]:
-        """The current group's late deltas that changed since the last call, as rollups
-        (copies: the group may still grow). A runner whose write of them failed calls
-        :meth:`rewrite_held_late` so the next call returns them all again."""
+        """The current group's late deltas that changed since the last call, as rollups:
+        the held deltas plus the raw late panes not yet folded (closed as copies, so what is
+        written is a function of the messages so far, never of when a commit came). A runner
+        whose write of them failed calls :meth:`rewrite_held_late` so the next call returns
+        them all again."""
         tag = f"g{self.late_group}"
-        changed, self.late_changed = self.late_changed, set()
-        return [Rollup(key[0], key[1], key[2], key[3], self.late_held[key].copy().deflate(),
-                       late=True, tag=tag) for key in sorted(changed)]
+        recent = self._late_deltas({b: p.copy() for b, p in self.late_raw.items()},
+                                   {k: p.copy() for k, p in self.late_raw_others.items()},
+                                   into_open=False) \
+            if self.late_raw or self.late_raw_others else {}
+        changed, self.late_changed = self.late_changed | set(recent), set()
+        out = []
+        for key in sorted(changed):
+            held = self.late_held.get(key)
+            if held is None:
+                agg = recent[key].deflate()
+            elif key in recent:
+                agg = held.copy()
+                agg.merge(recent[key])
+                agg.deflate()
+            else:  # a frozen copy: the bytes, read back lazily (cheaper than a deep copy)
+                agg = Aggregate.from_bytes(held.to_bytes())
+            out.append(Rollup(key[0], key[1], key[2], key[3], agg, late=True, tag=tag))
+        return out
 
     def rewrite_held_late(self) -> None:
         self.late_changed = set(self.late_held)
@@ -315,12 +353,13 @@ class Engine:
             target.merge(agg)
 
     def _cascade(self, level: int, series: SeriesKey, bucket: int, agg: Aggregate,
-                 deltas: dict[tuple[int, SeriesKey, int], Aggregate]) -> None:
+                 deltas: dict[tuple[int, SeriesKey, int], Aggregate],
+                 into_open: bool = True) -> None:
         """Route a late pane upward: merged into a bucket that is still open, else into one
         delta per (resolution, series, bucket), so a batch emits each key at most once."""
         res = self.resolutions[level]
         start = bucket // res * res
-        if level > 0 and start + res > self.closed_until:
+        if into_open and level > 0 and start + res > self.closed_until:
             up = self.buckets[level].setdefault(start, {})
             if series in up:
                 up[series].merge(agg)
@@ -333,7 +372,7 @@ class Engine:
         else:
             deltas[key] = agg.copy()
         if level + 1 < len(self.resolutions):
-            self._cascade(level + 1, series, bucket, agg, deltas)
+            self._cascade(level + 1, series, bucket, agg, deltas, into_open)
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -348,26 +387,36 @@ class Engine:
             blobs.append(data)
             return len(blobs) - 1
 
-        panes = [[bucket, fam, list(labels), blob(p.agg.to_bytes()),
-                  {n: blob(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
-                 for bucket, series in self.panes.items() for (fam, labels), p in series.items()]
+        def panes(items):  # ((bucket, series, Pane), ...)
+            return [[bucket, fam, list(labels), blob(p.agg.to_bytes()),
+                     {n: blob(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
+                    for bucket, (fam, labels), p in items]
+
+        def requests(request_panes: dict[int, RequestPane]) -> list:
+            out = []
+            for bucket, rp in request_panes.items():
+                rp.fold(self.index)  # exemplars merge exactly: folding early changes nothing
+                out.append([bucket, [blob(c.tobytes()) for c in rp.columns()],
+                            blob(_requests_encoder.encode(rp.candidates)),
+                            blob(rp.candidate_combos.tobytes()),
+                            [[fam, list(labels), blob(agg.to_bytes())]
+                             for (fam, labels), agg in rp.compacted.items()]])
+            return out
+
         buckets = [[level, bucket, fam, list(labels), blob(agg.to_bytes())]
                    for level, by_bucket in enumerate(self.buckets)
                    for bucket, series in by_bucket.items()
                    for (fam, labels), agg in series.items()]
-        requests = []
-        for bucket, rp in self.request_panes.items():
-            rp.fold(self.index)  # exemplars merge exactly, so folding early changes nothing
-            requests.append([bucket, [blob(c.tobytes()) for c in rp.columns()],
-                             blob(_requests_encoder.encode(rp.candidates)),
-                             blob(rp.candidate_combos.tobytes()),
-                             [[fam, list(labels), blob(agg.to_bytes())]
-                              for (fam, labels), agg in rp.compacted.items()]])
         header = orjson.dumps({
             "resolutions": self.resolutions, "lateness": self.lateness,
             "closed_until": None if self.closed_until == -math.inf else self.closed_until,
-            "source_time": self.source_time, "panes": panes, "buckets": buckets,
-            "requests": requests, "combos": self.index.state(), "stats": dict(self.stats),
+            "source_time": self.source_time,
+            "panes": panes((b, s, p) for b, by_series in self.panes.items()
+                           for s, p in by_series.items()),
+            "buckets": buckets, "requests": requests(self.request_panes),
+            "late_panes": panes((b, s, p) for (s, b), p in self.late_raw_others.items()),
+            "late_requests": requests(self.late_raw),
+            "combos": self.index.state(), "stats": dict(self.stats),
             "limiter": self.limiter.state(),
             "calls": blob(self.calls.state()), "late_group": self.late_group,
             "late": [[fam, list(labels), res, bucket, blob(agg.to_bytes())]
@@ -412,33 +461,46 @@ class Engine:
         eng.late_group = obj.get("late_group")
         for fam, labels, res, bucket, agg in obj.get("late", ()):
             eng.late_held[(fam, tuple(labels), res, bucket)] = Aggregate.from_bytes(blobs[agg])
-        for bucket, fam, labels, agg, values in obj["panes"]:
-            p = Pane()
-            p.agg = Aggregate.from_bytes(blobs[agg])
-            for name, raw in values.items():
-                p.compacted[name] = [np.frombuffer(blobs[raw], dtype=np.float64)]
-            eng.panes.setdefault(bucket, {})[(fam, tuple(labels))] = p
+        def panes(entries):  # -> (bucket, series, Pane)
+            for bucket, fam, labels, agg, values in entries:
+                p = Pane()
+                p.agg = Aggregate.from_bytes(blobs[agg])
+                for name, raw in values.items():
+                    p.compacted[name] = [np.frombuffer(blobs[raw], dtype=np.float64)]
+                yield bucket, (fam, tuple(labels)), p
+
+        def requests(entries) -> dict[int, RequestPane]:
+            out = {}
+            for entry in entries:
+                bucket, columns, candidates, combos = entry[:4]
+                compacted = entry[4] if len(entry) > 4 else []  # version 3 had none
+                rp = RequestPane()
+                rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
+                                       for i, t in zip(columns, Columns.DTYPES, strict=True)))]
+                rp.rows = len(rp.chunks[0].combo)
+                rp.candidates = _requests_decoder.decode(blobs[candidates])
+                rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
+                rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])
+                                for fam, labels, agg in compacted}
+                out[bucket] = rp
+            return out
+
+        for bucket, series, p in panes(obj["panes"]):
+            eng.panes.setdefault(bucket, {})[series] = p
+        for bucket, series, p in panes(obj.get("late_panes", ())):
+            eng.late_raw_others[(series, bucket)] = p
         for level, bucket, fam, labels, agg in obj["buckets"]:
             eng.buckets[level].setdefault(bucket, {})[(fam, tuple(labels))] = \
                 Aggregate.from_bytes(blobs[agg])
-        for entry in obj["requests"]:
-            bucket, columns, candidates, combos = entry[:4]
-            compacted = entry[4] if len(entry) > 4 else []  # version 3 had no compacted blocks
-            rp = RequestPane()
-            rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
-                                   for i, t in zip(columns, Columns.DTYPES, strict=True)))]
-            rp.rows = len(rp.chunks[0].combo)
-            rp.candidates = _requests_decoder.decode(blobs[candidates])
-            rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
-            rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])
-                            for fam, labels, agg in compacted}
-            eng.request_panes[bucket] = rp
+        eng.request_panes = requests(obj["requests"])
+        eng.late_raw = requests(obj.get("late_requests", ()))
         return eng
 
 
 _SOURCED = attrgetter("source")  # requests with a source may be copies of one call
 SNAPSHOT_MAGIC = b"SPENG4"
 LATE_GROUP = 1000  # offsets whose late deltas are coalesced into one row per series and bucket
+FOLD_EVERY = 100  # offsets between folds of the raw late panes into the held deltas
 _SNAPSHOT_MAGIC_3 = b"SPENG3"  # the same, before panes kept compacted blocks: still read
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])

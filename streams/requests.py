@@ -265,6 +265,16 @@ class RequestPane:
         elif len(self.reqs) >= self.FOLD_AT:
             self.fold(index)
 
+    def copy(self) -> RequestPane:
+        """A pane that can be closed without closing this one (arrays are never changed in
+        place, so they are shared)."""
+        p = RequestPane.__new__(RequestPane)
+        p.chunks, p.rows, p.reqs, p.unfolded = list(self.chunks), self.rows, list(self.reqs), \
+            self.unfolded
+        p.candidates, p.candidate_combos = list(self.candidates), self.candidate_combos
+        p.compacted = {k: a.copy() for k, a in self.compacted.items()}
+        return p
+
     def series(self, index: SeriesIndex) -> set[SeriesKey]:
         """The request and worker series this pane holds rows of."""
         out = set(self.compacted)

@@ -76,6 +76,13 @@ class Pane:
             self.compacted.setdefault(name, []).append(np.array(v, dtype=np.float64))
             self.values[name] = []
 
+    def copy(self) -> Pane:
+        p = Pane()
+        p.agg = self.agg.copy()
+        p.values = {k: list(v) for k, v in self.values.items()}
+        p.compacted = {k: list(v) for k, v in self.compacted.items()}
+        return p
+
     def raw_values(self, name: str) -> np.ndarray:
         """Every buffered value of ``name`` (for checkpoints and closing)."""
         parts = [*self.compacted.get(name, ()), np.array(self.values.get(name, ()), np.float64)]
