@@ -176,7 +176,7 @@ class EmbeddedRunner:
             if self.wal is None:
                 with self._lock:
                     self._pend(self.engine.process(list(events), source=SOURCE,
-                                                             now=time.time()))
+                                                   now=time.time()))
                     self._last_event = time.monotonic()
                 return
             self._submit_logged(list(events))

@@ -11,12 +11,14 @@ An event whose pane already closed is *late*: it is not dropped but emitted as a
 rollup for that pane (the store merges it into what it holds) and cascaded into the longer
 buckets, merged if they are still open, emitted as deltas if not. Late events are counted.
 
-Fed from a partitioned log (``tag`` = the message offset), late deltas are coalesced: those of
-``LATE_GROUP`` consecutive offsets are merged into one delta per series and bucket, keyed by the
-group (``g<first offset>``), and held in the checkpointed state until the group ends. A runner
-writes the held group at every commit (:meth:`held_late`), each write overwriting the last with
-more, so late data is visible at once, a shuffled stream writes ~1,000x fewer rows than one per
-message, and a replay rebuilds the very same rows.
+Fed from a partitioned log (``tag`` = the message offset), late data is coalesced: the late
+events of ``LATE_GROUP`` consecutive offsets make one delta per series and bucket, keyed by the
+group (``g<first offset>``). They gather in raw late panes, folded into the group's held deltas
+every ``FOLD_EVERY`` offsets (fixed offsets, so the same messages always fold the same way), all
+of it in the checkpointed state. A runner writes the group at every commit
+(:meth:`held_late`: the held deltas plus a closing copy of the raw panes), each write replacing
+the last with more: late data is visible at the next commit, a shuffled stream writes one row
+per series and bucket per group instead of one per message, and a replay rebuilds the rows.
 
 >>> eng = Engine(lateness=0)
 >>> out = eng.process([Request(time=1_800_000_001.0, pool="p", command="c", duration_us=100,
@@ -269,6 +271,7 @@ class Engine:
         return out
 
     def rewrite_held_late(self) -> None:
+        """The last :meth:`held_late` was not stored: the next one returns every key."""
         self.late_changed = set(self.late_held)
 
     def watermark(self) -> float:
