@@ -11,9 +11,12 @@ import json
 import statistics
 import time
 
+import httpx
+import msgspec
 import pytest
 
 from tests.browser.conftest import Page, Server, running, wait_js
+from tests.support import requests
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
          "requests"]
@@ -324,3 +327,30 @@ def test_the_page_runs_under_a_strict_content_security_policy(pages, server: Ser
     assert "script-src 'self'" in csp and "unsafe" not in csp
     page.wait_drawn()
     assert not [e for e in page.errors if "Content Security Policy" in e], page.errors
+
+
+def test_series_folded_by_the_series_limit_are_warned_in_a_banner(browser, tmp_path, monkeypatch,
+                                                                 pages):
+    """No banner on a healthy service; after a producer sent unbounded labels, one that says
+    which family overflowed."""
+    healthy = pages()
+    healthy.open()
+    healthy.wait_drawn()
+    assert healthy.page.is_hidden("#warnings")
+    monkeypatch.setenv("SNAKEPIT_PERF_LIMITS_MAX_SERIES_PER_FAMILY", "100")
+    with running(tmp_path, []) as server:
+        events = requests(3_000, 60, start=time.time() - 600)
+        for i, e in enumerate(events):
+            e.command = f"cmd-{i}"  # every request its own series
+        r = httpx.post(f"{server.url}/v1/events", content=msgspec.json.encode(events),
+                       headers={"Content-Type": "application/json"}, timeout=30)
+        assert r.status_code == 202, r.text
+        page = Page(browser, server, user=None)
+        try:
+            page.open()
+            page.page.wait_for_selector("#warnings:not([hidden])")
+            text = page.page.inner_text("#warnings")
+            assert text.startswith("request: ") and "folded into __other__" in text
+            assert page.errors == []
+        finally:
+            page.context.close()
