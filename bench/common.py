@@ -50,6 +50,20 @@ def servers() -> Iterator[config.Settings]:
         local.down([s for s, r in zip(targets, results, strict=True) if r.started])
 
 
+def wait_healthy(base: str, timeout: float = 30.0) -> None:
+    """Until ``base``/health answers 200 (a `run` just started)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{base} did not become healthy in {timeout:.0f} s")
+
+
 def report(title: str, rows: list[tuple[str, float, str]], baseline: float | None = None) -> None:
     print(f"\n## {title}")
     for name, value, unit in rows:

@@ -24,6 +24,7 @@ import httpx
 import msgspec
 import psutil
 
+from bench.common import wait_healthy
 from schemas.events import Request
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
@@ -54,12 +55,7 @@ def attack(label: str, stream: list[Request], start: float) -> dict[str, object]
         base = f"http://127.0.0.1:{port}"
         proc = psutil.Process(run.pid)
         try:
-            for _ in range(150):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            wait_healthy(base)
             idle_rss = proc.memory_info().rss
             peak = idle_rss
             enc = msgspec.json.Encoder()

@@ -22,6 +22,7 @@ import httpx
 import msgspec
 import psutil
 
+from bench.common import wait_healthy
 from schemas.events import Request
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
@@ -51,12 +52,7 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(100):
-                try:
-                    if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.2)
+            wait_healthy(base)
             start = int(time.time()) // 3600 * 3600 - 2 * 3600
             seed = [Request(time=start + i, pool=f"pool-{i % 4}", command="predict",
                             duration_us=1000 + i, status="ok") for i in range(3600)]
