@@ -82,9 +82,6 @@ class EmbeddedRunner:
         self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
         self.replayed = 0
         self._pending: list[Rollup] = []
-        # the late deltas in ``_pending`` by key: a later one merges into it (one store
-        # read-merge-write per key and flush, however shuffled the input)
-        self._late: dict[tuple, Rollup] = {}
         if self.wal is not None:
             self._replay()
         self.max_queued_events = max_queued_events
@@ -123,25 +120,12 @@ class EmbeddedRunner:
             except msgspec.DecodeError:
                 log.warning("write-ahead log record %d is not a batch of events; skipped", seq)
                 continue
-            self._pend(self.engine.process(events, source=SOURCE, now=time.time()))
+            self._pending.extend(self.engine.process(events, source=SOURCE, tag=str(seq),
+                                                     now=time.time()))
             self.covered_seq = seq
             self.replayed += len(events)
         if self.replayed:
             log.info("replayed %d acknowledged events from the write-ahead log", self.replayed)
-
-    def _pend(self, rollups: list[Rollup]) -> None:
-        """Queue rollups for the store (caller holds the lock), late deltas merged by key."""
-        for r in rollups:
-            if not r.late:
-                self._pending.append(r)
-                continue
-            key = (r.family, r.labels, r.resolution, r.bucket)
-            queued = self._late.get(key)
-            if queued is None:
-                self._late[key] = r
-                self._pending.append(r)
-            else:
-                queued.agg.merge(r.agg)
 
     def reserve(self, n: int) -> None:
         """Count ``n`` events as waiting, or raise ``Overloaded`` past the bound (callers that
@@ -175,8 +159,9 @@ class EmbeddedRunner:
         try:
             if self.wal is None:
                 with self._lock:
-                    self._pend(self.engine.process(list(events), source=SOURCE,
-                                                   now=time.time()))
+                    self.covered_seq += 1  # batches are numbered as the log would number them
+                    self._pending.extend(self.engine.process(
+                        list(events), source=SOURCE, tag=str(self.covered_seq), now=time.time()))
                     self._last_event = time.monotonic()
                 return
             self._submit_logged(list(events))
@@ -194,7 +179,8 @@ class EmbeddedRunner:
                 seq = self.wal.append(payload)
             except WalError as exc:
                 raise Unavailable(str(exc)) from exc
-            self._pend(self.engine.process(events, source=SOURCE, now=time.time()))
+            self._pending.extend(self.engine.process(events, source=SOURCE, tag=str(seq),
+                                                     now=time.time()))
             self._last_event = time.monotonic()
             self.covered_seq = seq
         try:
@@ -216,7 +202,7 @@ class EmbeddedRunner:
                                         self.engine.lateness, self.engine.limiter.limits)
             self.engine.live = live
             self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
-            self._pending, self._late = [], {}
+            self._pending = []
             self._replay()
             log.warning("rebuilt the engine from the checkpoint and the write-ahead log after a "
                         "failed write (%d lost, unacknowledged batches dropped)", self._lost_seen)
@@ -228,18 +214,22 @@ class EmbeddedRunner:
                 newest = max(self.engine.source_time.values(), default=None)
                 if newest is not None:
                     wall = (now or time.time()) - self.engine.lateness - self.idle_grace
-                    self._pend(self.engine.advance(max(newest, wall)))
-            pending, self._pending, self._late = self._pending, [], {}
+                    self._pending.extend(self.engine.advance(max(newest, wall)))
+            # the late deltas of the current batch group so far (see streams.engine): held
+            # copies, rewritten with more by every flush until the group is complete
+            held = self.engine.held_late()
+            pending, self._pending = self._pending + held, []
             self._writing = len(pending)
             notes, self.engine.annotations = self.engine.annotations, []
             state = self.engine.snapshot()
             covered = self.covered_seq
         try:
-            return self._write(pending, notes, state, covered)
+            return self._write(pending, len(held), notes, state, covered)
         finally:
             self._writing = 0
 
-    def _write(self, pending: list[Rollup], notes: list, state: bytes, covered: int) -> int:
+    def _write(self, pending: list[Rollup], held: int, notes: list, state: bytes,
+               covered: int) -> int:
         if self.wal is not None:  # only a state whose every batch is on disk is checkpointed
             try:
                 self.wal.sync(covered)
@@ -257,8 +247,9 @@ class EmbeddedRunner:
             if self.failing_since is None:
                 self.failing_since = time.time()
             log.exception("writing %d rollups failed; will retry", len(pending))
-            with self._lock:
-                self._pending[:0] = pending  # (late deltas not indexed: none are lost)
+            with self._lock:  # (not the held copies: the next flush takes fresh ones, of all)
+                self._pending[:0] = pending[:len(pending) - held]
+                self.engine.rewrite_held_late()
                 self.engine.annotations[:0] = notes
             return 0
         self.failing_since = None
@@ -280,7 +271,7 @@ class EmbeddedRunner:
     def close_all(self) -> int:
         """Close every open window now (end of a finite input) and write it."""
         with self._lock:
-            self._pend(self.engine.flush())
+            self._pending.extend(self.engine.flush())
         return self.flush()
 
     def start(self) -> None:
