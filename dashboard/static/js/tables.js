@@ -21,7 +21,8 @@ export function table(columns, rows, { sortBy, onRow, highlight } = {}) {
   const render = () => {
     const sorted = [...rows].sort((a, b) => {
       const x = a[sort.key], y = b[sort.key];
-      const c = x == null ? 1 : y == null ? -1 : typeof x === "string" ? x.localeCompare(y) : x - y;
+      if (x == null || y == null) return (x == null) - (y == null); // missing last, either way
+      const c = typeof x === "string" ? x.localeCompare(y) : x - y;
       return sort.asc ? c : -c;
     });
     const head = document.createElement("tr");
