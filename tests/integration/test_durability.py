@@ -294,7 +294,9 @@ def test_the_running_service_applies_its_retention(tmp_path: Path):
             assert minute_rows() == 40 * BATCH
             db = tmp_path / "embedded.sqlite3"
             sizes.append(db.stat().st_size + Path(f"{db}-wal").stat().st_size)
-        assert sizes[-1] <= sizes[-2] * 1.05, sizes  # without retention each round adds ~2.6 MB
+        # Without retention each round adds ~2.6 MB; with it the file (and SQLite's own -wal
+        # file, whose size varies with its checkpoints) grows by well under half of that.
+        assert sizes[-1] - sizes[-2] < 1.3e6 and sizes[-1] - sizes[-2] < sizes[1] - sizes[0], sizes
         metrics = httpx.get(f"{base}/metrics").text
         assert "snakepit_perf_store_bytes" in metrics
     finally:
