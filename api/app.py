@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
@@ -28,9 +27,6 @@ from api.guard import BodyGuard
 from api.services import Services
 from snakepit_perf import __version__
 
-if TYPE_CHECKING:
-    from streams.engine import Engine
-
 
 class Health(BaseModel):
     status: str
@@ -39,17 +35,6 @@ class Health(BaseModel):
     uptime_seconds: float
     # What degrades answers without failing the service (series folded by the series limit).
     warnings: list[str] = []
-
-
-def limit_warnings(engine: Engine | None) -> list[str]:
-    """One line per family whose new series were folded by the series limit."""
-    if engine is None:
-        return []
-    limits = engine.limiter.limits
-    return [f"{family}: {n} new series folded into __other__: more than "
-            f"{limits.max_series_per_family} active series in the family or "
-            f"{limits.max_series} in all (a producer sending unbounded labels?)"
-            for family, n in sorted(engine.limiter.series_overflowed.items())]
 
 
 def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
@@ -92,6 +77,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
                 headers={"Retry-After": "5"})
         return Health(status="ok", version=__version__, mode=services.mode,
                       uptime_seconds=round(time.monotonic() - started, 3),
-                      warnings=limit_warnings(services.engine))
+                      warnings=services.engine.limiter.warnings()
+                      if services.engine is not None else [])
 
     return app

@@ -144,9 +144,10 @@ def _checked(event: Event, window: TimeWindow | None) -> str | None:
 def _finished(events: list[Event], window: TimeWindow | None = None) -> Decoded:
     out = Decoded()
     # The common case, checked in C: epoch times, nothing to convert, all in the window.
-    if set(map(type, map(_time, events))) <= {float} and Annotation not in set(map(type, events)) \
-            and (window is None or not events or (min(map(_time, events)) >= window.earliest
-                                                  and max(map(_time, events)) <= window.latest)):
+    times = list(map(_time, events))
+    if set(map(type, times)) <= {float} and Annotation not in set(map(type, events)) and (
+            window is None or not times
+            or (min(times) >= window.earliest and max(times) <= window.latest)):
         out.events = events
         return out
     for i, event in enumerate(events):

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from schemas.decode import TimeBounds
+from streams.series import Limits
+
 ENV_PREFIX = "SNAKEPIT_PERF_"
 
 
@@ -108,6 +111,15 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+
+
+def time_bounds(settings: Settings) -> TimeBounds:
+    """The event times ingest believes: ``[ingest] max_ahead_s``, and the longest retention."""
+    return TimeBounds(settings.ingest.max_ahead_s, settings.retention.longest_s())
+
+
+def limits(settings: Settings) -> Limits:
+    return Limits(**vars(settings.limits))
 
 
 def load(path: Path | None = None, env: dict[str, str] | None = None,

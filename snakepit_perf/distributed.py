@@ -12,15 +12,14 @@ from api.auth import ApiKey
 from api.services import Services
 from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner, StoredAlerts
-from schemas.decode import TimeBounds
 from schemas.events import Event
 from sdk.producer import EventProducer
+from snakepit_perf import config
 from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
 from streams.faust_worker import FaustWorker
-from streams.series import Limits
 
 
 class KafkaSink:
@@ -45,10 +44,6 @@ def alerts_checkpoint(settings: Settings) -> str:
     return f"alerts:{settings.kafka.consumer_group}"
 
 
-def time_bounds(settings: Settings) -> TimeBounds:
-    return TimeBounds(settings.ingest.max_ahead_s, settings.retention.longest_s())
-
-
 def build_worker(settings: Settings) -> FaustWorker:
     """A worker that also evaluates alerts for its partitions' pools and publishes them."""
     k = settings.kafka
@@ -63,8 +58,8 @@ def build_worker(settings: Settings) -> FaustWorker:
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     return FaustWorker(store, k.bootstrap, k.events_topic, k.consumer_group, k.dlq_topic,
                        on_minutes=alerts.consume, data_dir=settings.data_dir / "faust",
-                       rollups_topic=k.rollups_topic, time_bounds=time_bounds(settings),
-                       limits=Limits(**vars(settings.limits)))
+                       rollups_topic=k.rollups_topic, time_bounds=config.time_bounds(settings),
+                       limits=config.limits(settings))
 
 
 def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
@@ -75,7 +70,7 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     # Alerts are evaluated by the workers; the API lists them from the workers' checkpoint.
     view = StoredAlerts(store, alerts_checkpoint(settings))
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
-                              archive=archive, alert_view=view, time_bounds=time_bounds(settings),
+                              archive=archive, alert_view=view, time_bounds=config.time_bounds(settings),
                               body_idle_s=settings.api.body_idle_s),
                      keys)
 

@@ -11,15 +11,14 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
-from schemas.decode import TimeBounds
 from simulator.background import BackgroundSimulation
 from simulator.model import Incident
+from snakepit_perf import config
 from snakepit_perf.alerting import alert_engine, alert_outputs
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from streams.series import Limits
 
 
 def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
@@ -39,12 +38,11 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                             wal_dir=settings.data_dir / "wal",
                             max_queued_events=settings.ingest.max_queued_events,
                             retention_every=r.check_every_s,
-                            limits=Limits(**vars(settings.limits)))
+                            limits=config.limits(settings))
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts, runner=runner,
                               body_idle_s=settings.api.body_idle_s,
-                              time_bounds=TimeBounds(settings.ingest.max_ahead_s,
-                                                     r.longest_s())), keys)
+                              time_bounds=config.time_bounds(settings)), keys)
 
     simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
         if simulate else None

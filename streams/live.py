@@ -18,15 +18,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from fastdigest import TDigest
 
+from streams.series import OTHER
+
 ALL = ""  # the pool label of the overall series
-OTHER = "__other__"  # the live series of the pools past MAX_POOLS
 FOLD_AT = 50_000  # pending requests that trigger a fold without a reader
-# Each (second, pool) holds a digest (~2 KB): pools past this many share one live series, so
+# Each (second, pool) holds a digest (~2 KB): pools past this many share one live series
+# (``__other__``, as the cardinality limit names its overflow), so
 # 1,000 pools cost what 200 do (the rollups keep every pool).
 MAX_POOLS = 200
 
@@ -41,7 +44,7 @@ class _Second:
 
 
 class LiveState:
-    def __init__(self, window_s: int = 300, clock=time.time) -> None:
+    def __init__(self, window_s: int = 300, clock: Callable[[], float] = time.time) -> None:
         self.window_s = window_s
         self.clock = clock  # seconds older than clock() - window_s are not live (a backfill)
         self._seconds: dict[tuple[int, str], _Second] = {}

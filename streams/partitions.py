@@ -110,7 +110,9 @@ class Partitions:
         if offset < state.next_offset:
             self.stats["skipped"] += 1
             return
-        now = time.time() if not timestamp or timestamp <= 0 else min(timestamp, time.time())
+        now = time.time()
+        if timestamp and timestamp > 0:
+            now = min(timestamp, now)
         decoded = decode_json(value or b"", self.time_bounds.window(now))
         if decoded.rejects:
             self.dead_letter(partition, offset, decoded.rejects)

@@ -162,6 +162,13 @@ class CardinalityLimiter:
         self.total += 1
         return result
 
+    def warnings(self) -> list[str]:
+        """One line per family whose new series were folded by a series limit."""
+        return [f"{family}: {n} new series folded into {OTHER}: more than "
+                f"{self.limits.max_series_per_family} active series in the family or "
+                f"{self.limits.max_series} in all (a producer sending unbounded labels?)"
+                for family, n in sorted(self.series_overflowed.items())]
+
     def retain(self, active: set[tuple[str, tuple[str, ...]]]) -> None:
         """Forget the series (and label values) not in ``active``; see the class notes."""
         self.values = {}
