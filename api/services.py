@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from models.runner import AlertRunner, StoredAlerts
 from schemas.decode import TimeBounds
 from schemas.events import Event
 from store.archive import ArchiveReader
-from store.base import RollupStore
+from store.base import RejectRecord, RollupStore
 from streams.embedded import EmbeddedRunner
 from streams.engine import Engine
 from streams.spans import SpanJoiner
@@ -43,7 +44,15 @@ class Services:
 
     def __post_init__(self) -> None:
         if self.spans is None:
-            self.spans = SpanJoiner(self.sink.submit, bounds=self.time_bounds)
+            self.spans = SpanJoiner(self.sink.submit, bounds=self.time_bounds,
+                                    reject=self._reject_spans)
+
+    def _reject_spans(self, rejected: list[tuple[str, bytes]]) -> None:
+        """Calls built from spans that fail validation are kept with the other rejects."""
+        now = time.time()
+        self.store.add_rejects([RejectRecord(now, "otlp", reason, raw)
+                                for reason, raw in rejected])
+        self.counters["events_rejected_total"] += len(rejected)
 
 
 def get_services(request: Request) -> Services:

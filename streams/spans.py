@@ -25,6 +25,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
+
 from schemas.decode import TimeBounds, accept
 from schemas.events import Event
 from schemas.native import DEPLOYMENT, given_pool, worker_pool
@@ -58,9 +60,11 @@ class SpanJoiner:
 
     def __init__(self, submit: Callable[[Sequence[Event]], None], wait_s: float = 10.0,
                  clock: Callable[[], float] = time.monotonic,
-                 bounds: TimeBounds | None = None) -> None:
+                 bounds: TimeBounds | None = None,
+                 reject: Callable[[list[tuple[str, bytes]]], None] | None = None) -> None:
         self.submit, self.wait_s, self.clock = submit, wait_s, clock
         self.bounds = bounds or TimeBounds()
+        self.reject = reject  # gets (reason, call as JSON) of calls that fail validation
         self.pending: dict[str, _Pending] = {}
         self.done: OrderedDict[str, bool] = OrderedDict()  # correlation id -> had Python time
         self.lock = threading.Lock()
@@ -121,12 +125,16 @@ class SpanJoiner:
         first next time, and the refusal goes back to the caller."""
         events, self._unsent = self._unsent, []
         window = self.bounds.window(time.time())
+        rejected: list[tuple[str, bytes]] = []
         for item in out:
             event, reason = accept(item, window)
             if event is not None:
                 events.append(event)
             else:
                 self.invalid = [*self.invalid[-99:], reason or ""]
+                rejected.append((f"span call: {reason}", orjson.dumps(item)))
+        if rejected and self.reject is not None:
+            self.reject(rejected)
         if events:
             try:
                 self.submit(events)

@@ -230,3 +230,19 @@ def test_otlp_receiver_answers_as_the_specification_says(run_server: str):
     ExportTraceServiceResponse().ParseFromString(empty.content)
     assert httpx.post(f"{run_server}/v1/traces", content=b"{}",
                       headers={"Content-Type": "text/plain"}).status_code == 415
+
+
+def test_a_span_from_a_node_with_a_broken_clock_is_rejected_and_kept(run_server: str):
+    """The real SDK, one call exported from a node whose clock says 2099: that call is rejected
+    with a reason in /v1/rejects; the calls beside it in the same export are counted."""
+    t0 = time.time() - 200
+    wid = sp.worker_id("clock_pool", 1)
+    calls = [(f"clock-{i}", wid, int((t0 + i) * 1e9), 20_000_000, "ok") for i in range(5)]
+    calls.append(("clock-2099", wid, int(4_102_358_400 * 1e9), 20_000_000, "ok"))
+    _export_calls(run_server, "protobuf", calls)
+    t1 = t0 + 60
+    kh.wait_for(lambda: stored_counts(run_server, t0, t1).get("clock_pool", {}).get(
+        "requests") == 5, 60, "the five calls with a sane clock")
+    reasons = [r["reason"] for r in httpx.get(f"{run_server}/v1/rejects").json()]
+    assert any(r.startswith("span call: ") and "2099-12-31T00:00" in r
+               and "ahead of the server's clock" in r for r in reasons), reasons
