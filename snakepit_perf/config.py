@@ -73,6 +73,9 @@ class IngestSettings:
     # Events timed further ahead of the server's clock are rejected (a wrong producer clock);
     # events older than the longest retention are rejected too.
     max_ahead_s: float = 600
+    # Embedded run: each batch is fsynced to a write-ahead log before its 202 (off: a 202 means
+    # "in memory", and a crash loses what the last checkpoint did not cover).
+    wal: bool = True
 
 
 @dataclass
@@ -173,8 +176,19 @@ def _set(settings: Settings, key: str, value: Any, origin: str) -> None:
     setattr(target, name, _coerce(hints[name], value, key, origin))
 
 
+_BOOLS = {"true": True, "1": True, "yes": True, "on": True,
+          "false": False, "0": False, "no": False, "off": False}
+
+
 def _coerce(kind: Any, value: Any, key: str, origin: str) -> Any:
     try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text not in _BOOLS:
+                raise ValueError("expected true or false")
+            return _BOOLS[text]
         if kind is int:
             if isinstance(value, bool):
                 raise ValueError("a boolean is not a number")

@@ -35,7 +35,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume,
-                            wal_dir=settings.data_dir / "wal",
+                            wal_dir=settings.data_dir / "wal" if settings.ingest.wal else None,
                             max_queued_events=settings.ingest.max_queued_events,
                             retention_every=r.check_every_s,
                             limits=config.limits(settings))

@@ -242,3 +242,17 @@ def test_a_count_over_any_range_is_exact_over_the_buckets_it_says_it_covered(sta
                 and hi % body["resolution"] == 0
             got = sum(p[1] for s in body["series"] for p in s["points"])
             assert got == sum(1 for t in times if lo <= t < hi), (step, start, end, body)
+
+
+@pytest.mark.parametrize("wal", [True, False])
+def test_the_write_ahead_log_follows_its_switch(tmp_path, wal):
+    from snakepit_perf import config
+    from snakepit_perf.embedded import build_embedded
+
+    settings = config.load(env={"SNAKEPIT_PERF_DATA_DIR": str(tmp_path),
+                                "SNAKEPIT_PERF_INGEST_WAL": str(wal).lower()})
+    app = build_embedded(settings)
+    with TestClient(app) as client:
+        assert post(client, requests(10, 10)).status_code == 202
+        assert (app.state.services.runner.wal is not None) is wal
+    assert any((tmp_path / "wal").glob("*.wal")) is wal

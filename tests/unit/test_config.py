@@ -37,6 +37,8 @@ def test_layers_override_in_order(tmp_path: Path):
     ("[nope]\nx = 1\n", "unknown setting section 'nope'"),
     ('[api]\nport = "eighty"\n', "'api.port' = 'eighty' is not valid"),
     ("[api\n", "cannot read config file"),
+    ('[ingest]\nwal = "maybe"\n', "'ingest.wal' = 'maybe' is not valid: expected true or false"),
+    ("[ingest]\nmax_ahead_s = true\n", "a boolean is not a number"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str):
     toml = tmp_path / "bad.toml"
@@ -48,3 +50,12 @@ def test_bad_config_is_a_clear_error(tmp_path: Path, text: str, message: str):
 def test_unknown_environment_setting_is_rejected():
     with pytest.raises(config.ConfigError, match="SNAKEPIT_PERF_KAFKA_BOOTSTRAPP"):
         config.load(env={"SNAKEPIT_PERF_KAFKA_BOOTSTRAPP": "x"})
+
+
+def test_switches_read_from_toml_and_environment(tmp_path: Path):
+    toml = tmp_path / "perf.toml"
+    toml.write_text("[ingest]\nwal = false\n")
+    assert config.load(env={}).ingest.wal is True
+    assert config.load(toml, env={}).ingest.wal is False
+    assert config.load(toml, env={"SNAKEPIT_PERF_INGEST_WAL": "on"}).ingest.wal is True
+    assert config.load(env={"SNAKEPIT_PERF_INGEST_WAL": "0"}).ingest.wal is False
