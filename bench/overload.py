@@ -1,11 +1,20 @@
-"""Overload against a real embedded `run`: senders offer far more than it can aggregate.
+"""Overload against a real embedded `run`: offered load at twice what it can sustain.
 
-Measures, in one run: query p95 idle (the baseline) and under overload, how long 202s take,
-how many batches are refused with 429 (and that each carries Retry-After), the service's RSS,
-and that exactly the acknowledged batches are stored.
+Three phases in one run:
 
-    .venv/bin/python -m bench.overload              # senders honour Retry-After (the SDK)
-    .venv/bin/python -m bench.overload --impolite   # senders retry at once
+1. idle: query p95 with no ingest (the baseline);
+2. sustainable: 64 senders that wait ``Retry-After`` on a 429 (as the SDK does) for 10 s; what
+   is accepted per second is the sustainable rate S;
+3. overload: batches offered at 2·S for 20 s at fixed intervals (an open model, as k6's
+   constant-arrival-rate: a refused batch is not retried, the next one comes on time), while
+   queries run back to back.
+
+Reports query p95 under overload as a ratio of idle (aim <= 3x), how long 202s took, how many
+batches got 429 (each must carry Retry-After), RSS, and checks that exactly the acknowledged
+batches are stored.
+
+    .venv/bin/python -m bench.overload              # the three phases
+    .venv/bin/python -m bench.overload --impolite   # phase 3 instead retries every 429 at once
 """
 
 from __future__ import annotations
@@ -26,8 +35,8 @@ from bench.common import wait_healthy
 from schemas.events import Request
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
-SENDERS, SECONDS, BATCH = 32, 20.0, 500
-POLITE = "--impolite" not in sys.argv  # senders wait Retry-After on a 429, as the SDK does
+SENDERS, SECONDS, BATCH = 64, 20.0, 500
+IMPOLITE = "--impolite" in sys.argv
 
 
 def _query(base: str, start: int) -> float:
@@ -42,6 +51,93 @@ def _query(base: str, start: int) -> float:
 def _p(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
+class Load:
+    """Senders of numbered batches; counts what was acknowledged and refused."""
+
+    def __init__(self, base: str, start: int) -> None:
+        self.base, self.start = base, start
+        self.lock, self.stop = threading.Lock(), threading.Event()
+        self.counter = iter(range(10**9))
+        self.acked: list[int] = []
+        self.latency: list[float] = []
+        self.refused = self.no_retry_after = self.other = 0
+
+    def body(self, n: int) -> bytes:
+        return msgspec.json.encode([
+            Request(time=self.start + 60 + (n * BATCH + i) * 1e-4, pool=f"o{n % 4}",
+                    command="predict", duration_us=500 + i, status="ok") for i in range(BATCH)])
+
+    def post(self, c: httpx.Client) -> httpx.Response:
+        with self.lock:
+            n = next(self.counter)
+        body = self.body(n)
+        t = time.perf_counter()
+        r = c.post(f"{self.base}/v1/events", content=body,
+                   headers={"Content-Type": "application/json"})
+        with self.lock:
+            if r.status_code == 202:
+                self.latency.append(time.perf_counter() - t)
+                self.acked.append(n)
+            elif r.status_code == 429:
+                self.refused += 1
+                self.no_retry_after += "Retry-After" not in r.headers
+            else:
+                self.other += 1
+        return r
+
+    def polite(self) -> None:
+        with httpx.Client(timeout=60) as c:
+            while not self.stop.is_set():
+                r = self.post(c)
+                if r.status_code == 429:
+                    time.sleep(float(r.headers.get("Retry-After", "1")))
+
+    def paced(self, interval: float) -> None:
+        with httpx.Client(timeout=60) as c:
+            due = time.monotonic()
+            while not self.stop.is_set():
+                self.post(c)
+                due += interval
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                else:
+                    due = time.monotonic()  # behind: missed slots are not sent in a burst
+
+    def impolite(self) -> None:
+        with httpx.Client(timeout=60) as c:
+            while not self.stop.is_set():
+                self.post(c)
+
+    def run(self, target, seconds: float, proc: psutil.Process, queries: int | None = None,
+            query=None) -> tuple[list[float], int]:
+        self.stop.clear()
+        threads = [threading.Thread(target=target) for _ in range(SENDERS)]
+        for th in threads:
+            th.start()
+        times, peak = [], proc.memory_info().rss
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            if query is not None:
+                times.append(query())
+            else:
+                time.sleep(0.2)
+            peak = max(peak, proc.memory_info().rss)
+        self.stop.set()
+        for th in threads:
+            th.join()
+        return times, peak
+
+
+def stored_batches(base: str, start: int) -> float:
+    r = httpx.get(f"{base}/v1/query", params={"metric": "requests_total", "stat": "count",
+                                              "from": start, "to": start + 3600, "step": "1h"},
+                  timeout=60)
+    r.raise_for_status()
+    return sum(p[1] for s in r.json()["series"] for p in s["points"]
+               if s["labels"].get("pool", "o0").startswith("o") and p[1] is not None)
 
 
 def main() -> None:
@@ -59,60 +155,43 @@ def main() -> None:
             httpx.post(f"{base}/v1/events", content=msgspec.json.encode(seed),
                        headers={"Content-Type": "application/json"}, timeout=60)
             time.sleep(8)
-            idle = [_query(base, start) for _ in range(40)]
             proc = psutil.Process(run.pid)
+            idle = [_query(base, start) for _ in range(40)]
             rss0 = proc.memory_info().rss
-            stats = {"202": [], "429": 0, "no_retry_after": 0, "other": 0}
-            acked, lock, stop = [], threading.Lock(), threading.Event()
-            counter = iter(range(10**9))
 
-            def send() -> None:
-                with httpx.Client(timeout=60) as c:
-                    while not stop.is_set():
-                        with lock:
-                            n = next(counter)
-                        body = msgspec.json.encode([
-                            Request(time=start + 60 + (n * BATCH + i) * 1e-4, pool=f"o{n % 4}",
-                                    command="predict", duration_us=500 + i, status="ok")
-                            for i in range(BATCH)])
-                        t = time.perf_counter()
-                        r = c.post(f"{base}/v1/events", content=body,
-                                   headers={"Content-Type": "application/json"})
-                        with lock:
-                            if r.status_code == 202:
-                                stats["202"].append(time.perf_counter() - t)
-                                acked.append(n)
-                            elif r.status_code == 429:
-                                stats["429"] += 1
-                                stats["no_retry_after"] += "Retry-After" not in r.headers
-                            else:
-                                stats["other"] += 1
-                        if r.status_code == 429 and POLITE:  # as the SDK's HttpSender does
-                            time.sleep(float(r.headers.get("Retry-After", "1")))
+            warm = Load(base, start)
+            warm.run(warm.polite, 10.0, proc)
+            sustainable = len(warm.acked) * BATCH / 10.0
 
-            threads = [threading.Thread(target=send) for _ in range(SENDERS)]
-            for th in threads:
-                th.start()
-            loaded, peak = [], rss0
-            t_end = time.monotonic() + SECONDS
-            while time.monotonic() < t_end:
-                loaded.append(_query(base, start))
-                peak = max(peak, proc.memory_info().rss)
-            stop.set()
-            for th in threads:
-                th.join()
-            offered = len(stats["202"]) + stats["429"] + stats["other"]
-            kind = "polite" if POLITE else "impolite"
-            print(f"overload ({kind}): {SENDERS} senders for {SECONDS:.0f} s, {offered:,} batches of "
-                  f"{BATCH} offered, {len(stats['202']):,} accepted "
-                  f"({len(stats['202']) * BATCH / SECONDS:,.0f} events/s), {stats['429']:,} "
-                  f"answered 429 ({stats['no_retry_after']} without Retry-After), "
-                  f"{stats['other']} other")
-            print(f"  202 latency p50 {_p(stats['202'], .5) * 1000:.0f} ms, p99 "
-                  f"{_p(stats['202'], .99) * 1000:.0f} ms, max {max(stats['202']) * 1000:.0f} ms")
+            load = Load(base, start)
+            load.counter = iter(range(10**4, 10**9))  # numbers (so times) of their own
+            offered_rate = 2 * sustainable
+            if IMPOLITE:
+                target = load.impolite
+            else:
+                interval = SENDERS * BATCH / offered_rate
+                def target() -> None:
+                    load.paced(interval)
+            loaded, peak = load.run(target, SECONDS, proc, query=lambda: _query(base, start))
+            offered = len(load.acked) + load.refused + load.other
+            kind = "every 429 retried at once" if IMPOLITE else "offered at 2x sustainable"
+            print(f"sustainable (polite senders, 10 s): {sustainable:,.0f} events/s")
+            print(f"overload ({kind}): {SENDERS} senders for {SECONDS:.0f} s, "
+                  f"{offered * BATCH / SECONDS:,.0f} events/s offered "
+                  f"({offered * BATCH / SECONDS / sustainable:.1f}x sustainable), "
+                  f"{len(load.acked) * BATCH / SECONDS:,.0f} events/s accepted, "
+                  f"{load.refused:,} batches answered 429 ({load.no_retry_after} without "
+                  f"Retry-After), {load.other} other")
+            print(f"  202 latency p50 {_p(load.latency, .5) * 1000:.0f} ms, p99 "
+                  f"{_p(load.latency, .99) * 1000:.0f} ms, max {max(load.latency) * 1000:.0f} ms")
             print(f"  query p95 idle {_p(idle, .95) * 1000:.1f} ms (baseline), under overload "
                   f"{_p(loaded, .95) * 1000:.1f} ms: {_p(loaded, .95) / _p(idle, .95):.2f}x")
             print(f"  RSS {rss0 / 1e6:.0f} MB before, {peak / 1e6:.0f} MB peak")
+            acked = (len(warm.acked) + len(load.acked)) * BATCH
+            deadline = time.monotonic() + 60
+            while (stored := stored_batches(base, start)) < acked and time.monotonic() < deadline:
+                time.sleep(1)
+            print(f"  acknowledged {acked:,} events, stored {stored:,.0f}")
         finally:
             run.terminate()
             run.wait(60)
