@@ -1,104 +1,230 @@
-"""Anomaly detectors with River's interface (``learn_one`` / ``score_one``), compared on the
-load generator's labelled incidents by ``bench/alert_eval.py``.
+"""The anomaly detector the stream runs per series and signal, built on River's online
+statistics, scored on a labelled corpus by ``bench/anomaly_eval.py``.
 
-- :class:`RobustBaseline`: distance from the rolling median in robust (MAD) units, one signal;
-  follows the daily load shape because its window is short, and re-baselines after a level
-  shift has lasted ``adapt_after`` minutes instead of alerting forever.
-- :class:`RiverHalfSpaceTrees`: River's HalfSpaceTrees on min-max-scaled signals of a pool, one
-  score for the whole pool.
-- :class:`RiverPredictive`: River's PredictiveAnomalyDetection around a SNARIMAX forecaster,
-  one signal (score 1.0 = the forecast error is past the dynamic threshold).
+For each point it forecasts an expected value, measures the point's distance from it in robust
+units, and turns that distance into a calibrated anomaly probability:
 
->>> d = RobustBaseline(min_samples=5)
->>> for x in [10, 11, 10, 12, 11, 10, 11]:
-...     d.learn_one(x)
->>> d.score_one(11) < 3 < d.score_one(40)
+1. **Expected value.** Three online forecasters learn side by side: the recent level alone, the
+   level plus a time-of-day profile (24 hourly slots, interpolated), the level plus a
+   day-of-week-and-hour profile (168 slots). The one with the smallest recent error is used,
+   a profile only once its season has been seen: a day for time of day, a week for day of week.
+   So a daily ramp, a quiet weekend, a value normal at noon but not at 3 am and a missing
+   daily peak are all judged against what that hour usually brings.
+2. **Distance.** The residual over a robust scale (a River ``EWMean`` of clipped absolute
+   residuals) that cannot collapse to zero: it is floored by the series' own resolution (the
+   usual size of a non-zero step between points, so a series of zeros and ones has a scale
+   near one half) and, for counts, by the Poisson deviation ``sqrt(expected)``.
+3. **Probability.** The tail of this series' own distances, peaks over a threshold: past the
+   running 98th percentile of ``|z|`` (River ``Quantile``) the excesses are taken as exponential
+   with a learned mean, so ``p = 1 - 0.02 · exp(-(|z| - u) / m)``. A series that is often
+   jumpy gets a heavy tail and pages less for the same ``|z|`` than a calm one; one threshold,
+   :data:`ALERT_PROBABILITY`, serves every series.
+4. **New normals.** A Page-Hinkley test (River ``drift.PageHinkley``) on the distances decides
+   when a shifted level is the new normal: the forecasters move to it at once, so a level shift
+   is one alert, not an alert per point until a slow average catches up. ``expect_change``
+   (a deploy or config change) makes that test four times quicker for a while.
+
+Every point is learned, an outlier with its residual clipped to three scales, so an incident
+does not become the baseline while it lasts and a frozen baseline cannot happen. A cold start
+is quiet for :data:`WARMUP_POINTS` points (30 minutes of minute signals).
+
+>>> d = for_series("rate")
+>>> t = 1_800_000_000
+>>> for i in range(60):
+...     d.learn_one(100 + (i % 5), t + 60 * i)
+>>> d.score_one(102, t + 3600) < 0.9 < ALERT_PROBABILITY < d.score_one(400, t + 3600)
 True
 """
 
 from __future__ import annotations
 
-import statistics
+import math
+import pickle
 from collections import deque
 
-from river import anomaly, compose, linear_model, optim, preprocessing, time_series
+import numpy as np
+from river import drift, stats
+
+# A point at or past this probability is anomalous; the alert rules page after ``for_minutes``
+# such points in a row.
+ALERT_PROBABILITY = 0.9999
+WARMUP_POINTS = 30
+DAY, WEEK = 86_400, 7 * 86_400
+
+# Signals whose values are counts of events in a minute (small integers, many zeros).
+COUNT_SIGNALS = frozenset({"errors", "crashes", "recycles", "queue_depth_max"})
+
+_TAIL_Q = 0.98
+_CLIP = 3.0  # residuals are learned clipped to this many scales
 
 
-class RobustBaseline:
-    """Score = (x − rolling median) / (1.4826 · MAD), floored so a flat history is not brittle."""
+class _Forecaster:
+    """A level plus, optionally, a seasonal profile of ``slots`` interpolated slots over
+    ``period`` seconds (additive), learned online."""
 
-    def __init__(self, window: int = 30, min_samples: int = 15, relative_floor: float = 0.05,
-                 absolute_floor: float = 1e-9, adapt_after: int = 45) -> None:
-        self.values: deque[float] = deque(maxlen=window)
-        self.min_samples = min_samples
-        self.relative_floor = relative_floor
-        self.absolute_floor = absolute_floor
-        self.adapt_after = adapt_after
-        self.anomalous_run = 0
+    def __init__(self, period: int | None, slots: int, level_rate: float, memory_s: float
+                 ) -> None:
+        self.period, self.slots = period, slots
+        self.level_rate = level_rate
+        self.memory_s = memory_s  # how far back a slot's value remembers
+        self.level: float | None = None
+        self.profile = np.zeros(slots)
+        self.weight = np.zeros(slots)
+        self.error = stats.EWMean(fading_factor=0.01)  # recent absolute error, for selection
+
+    def _slots(self, t: float) -> tuple[int, int, float]:
+        h = (t % self.period) / self.period * self.slots - 0.5
+        lo = math.floor(h)
+        return lo % self.slots, (lo + 1) % self.slots, h - lo
+
+    def season(self, t: float) -> float:
+        if self.period is None:
+            return 0.0
+        i, j, w = self._slots(t)
+        return (1 - w) * self.profile[i] + w * self.profile[j]
+
+    def predict(self, t: float) -> float:
+        return (self.level or 0.0) + self.season(t)
+
+    def learn(self, x: float, t: float, step: float, limit: float | None) -> None:
+        if self.level is None:
+            self.level = x
+        error = x - self.predict(t)
+        self.error.update(abs(error))
+        if limit is not None:
+            error = max(-limit, min(limit, error))
+        self.level += self.level_rate * error
+        if self.period is not None:
+            i, j, w = self._slots(t)
+            for k, share in ((i, 1 - w), (j, w)):
+                if share <= 0:
+                    continue
+                self.weight[k] += share
+                rate = max(1 / self.weight[k], step / self.memory_s)
+                self.profile[k] += rate * share * (error - self.level_rate * error)
+
+    def shift(self, by: float) -> None:
+        self.level = (self.level or 0.0) + by
+
+
+class SeriesDetector:
+    """One series' detector: ``score_one`` then ``learn_one`` for each point, in time order."""
+
+    def __init__(self, counts: bool = False, warmup: int = WARMUP_POINTS) -> None:
+        self.counts = counts
+        self.warmup = warmup
+        self.models = (_Forecaster(None, 1, 0.1, 1.0),
+                       _Forecaster(DAY, 24, 0.05, 3 * DAY),
+                       _Forecaster(WEEK, 168, 0.05, 3 * WEEK))
+        self.scale = stats.EWMean(fading_factor=0.05)  # mean absolute residual
+        self.resolution = stats.EWMean(fading_factor=0.05)  # mean non-zero |step|
+        self.tail_u = stats.Quantile(_TAIL_Q)
+        self.tail_m = stats.EWMean(fading_factor=0.05)  # mean excess over u
+        self.shifts = drift.PageHinkley(min_instances=10, delta=0.5, threshold=24.0)
+        self.quick_until = 0.0  # expect_change: a quicker shift test until then
+        self.recent: deque[tuple[float, float]] = deque(maxlen=4)
+        self.n = 0
+        self.first_t: float | None = None
+        self.last: tuple[float, float] | None = None
+
+    # -- what it expects ------------------------------------------------------------------
 
     @property
     def warm(self) -> bool:
-        return len(self.values) >= self.min_samples
+        return self.n >= self.warmup
 
-    def expected(self) -> float | None:
-        return statistics.median(self.values) if self.values else None
+    def model(self, t: float) -> _Forecaster:
+        """The forecaster in use at ``t``: the most accurate one whose season has been seen."""
+        seen = t - (self.first_t if self.first_t is not None else t)
+        usable = [m for m in self.models if m.period is None or seen >= m.period]
+        return min(usable, key=lambda m: m.error.get() * (1.0 if m.period is None else 1.1))
 
-    def score_one(self, x: float) -> float:
-        if not self.warm:
-            return 0.0  # a cold start stays quiet until it has learned enough
-        median = statistics.median(self.values)
-        mad = statistics.median(abs(v - median) for v in self.values)
-        scale = max(1.4826 * mad, self.relative_floor * abs(median), self.absolute_floor)
-        return (x - median) / scale
+    def expected(self, t: float) -> float | None:
+        return self.model(t).predict(t) if self.n else None
 
-    def learn_one(self, x: float, anomalous: bool = False, adapt_after: int | None = None) -> None:
-        """Learn normal minutes; an anomaly is learned only once it has lasted long enough to be
-        the new normal (``adapt_after`` minutes, fewer right after a deploy), so incidents do
-        not poison the baseline and a level shift does not alert forever."""
-        self.anomalous_run = self.anomalous_run + 1 if anomalous else 0
-        if not anomalous or self.anomalous_run >= (adapt_after or self.adapt_after):
-            self.values.append(x)
+    def floor(self, expected: float) -> float:
+        f = max(0.5 * self.resolution.get(), 1e-6 * abs(expected), 1e-12)
+        return max(f, math.sqrt(max(expected, 0.25))) if self.counts else f
 
-    def state(self) -> dict:
-        return {"values": list(self.values), "run": self.anomalous_run}
+    def z(self, x: float, t: float) -> float:
+        """Robust distance of ``x`` from the expected value at ``t`` (signed)."""
+        e = self.expected(t)
+        if e is None:
+            return 0.0
+        return (x - e) / max(1.25 * self.scale.get(), self.floor(e))
 
-    def restore(self, state: dict) -> None:
-        self.values.extend(state["values"])
-        self.anomalous_run = state["run"]
+    # -- the River interface --------------------------------------------------------------
+
+    def score_one(self, x: float, t: float) -> float:
+        """The probability that ``x`` at ``t`` is anomalous given what was learned."""
+        if not self.warm or not math.isfinite(x):
+            return 0.0
+        return self._probability(abs(self.z(x, t)))
+
+    def _probability(self, d: float) -> float:
+        u = max(self.tail_u.get() or 0.0, 1.0)
+        if d <= u:
+            return (1 - (1 - _TAIL_Q)) * d / u
+        m = max(self.tail_m.get(), 0.5)
+        return 1 - (1 - _TAIL_Q) * math.exp(-(d - u) / m)
+
+    def learn_one(self, x: float, t: float) -> None:
+        if not math.isfinite(x):
+            return
+        if self.first_t is None:
+            self.first_t = t
+        step = t - self.last[1] if self.last is not None else 60.0
+        if self.last is not None and x != self.last[0]:
+            self.resolution.update(abs(x - self.last[0]))
+        z = self.z(x, t) if self.n else 0.0
+        limit = None
+        if self.warm:
+            e = self.expected(t) or 0.0
+            limit = _CLIP * max(1.25 * self.scale.get(), self.floor(e))
+            self._learn_tail(abs(z))
+        residual = x - (self.expected(t) if self.n else x)
+        self.scale.update(abs(residual) if limit is None else min(abs(residual), limit))
+        for m in self.models:
+            m.learn(x, t, max(step, 1.0), limit)
+        self.recent.append((x, t))
+        self.n += 1
+        self.last = (x, t)
+        if self.warm:
+            self._test_shift(z, t)
+
+    def _learn_tail(self, d: float) -> None:
+        u = self.tail_u.get()
+        self.tail_u.update(min(d, 10 * max(u or 1.0, 1.0)))
+        if u is not None and d > u:
+            m = max(self.tail_m.get(), 0.5)
+            self.tail_m.update(min(d - u, 5 * m))
+
+    def _test_shift(self, z: float, t: float) -> None:
+        quick = t < self.quick_until
+        self.shifts.update(max(-8.0, min(8.0, z)) * (4.0 if quick else 1.0))
+        if not self.shifts.drift_detected:
+            return
+        for m in self.models:  # the new level is where the last few points are
+            m.shift(float(np.median([x - m.predict(s) for x, s in self.recent])))
+
+    def expect_change(self, t: float, for_s: float = 3600.0) -> None:
+        """A deploy or configuration change at ``t``: a shifted level becomes the new normal
+        four times quicker for ``for_s`` seconds."""
+        self.quick_until = t + for_s
+
+    # -- state ----------------------------------------------------------------------------
+
+    def state(self) -> bytes:
+        """Everything learned, for a checkpoint (a restart resumes, no new cold start)."""
+        return pickle.dumps(self.__dict__, protocol=5)
+
+    @classmethod
+    def restore(cls, data: bytes) -> SeriesDetector:
+        d = cls.__new__(cls)
+        d.__dict__.update(pickle.loads(data))  # our own checkpoint, written by state()
+        return d
 
 
-class RiverHalfSpaceTrees:
-    """River's HalfSpaceTrees over all of a pool's signals at once (scores in [0, 1])."""
-
-    def __init__(self, seed: int = 42, min_samples: int = 60) -> None:
-        self.model = compose.Pipeline(
-            preprocessing.MinMaxScaler(),
-            anomaly.HalfSpaceTrees(n_trees=25, height=8, window_size=60, seed=seed))
-        self.seen = 0
-        self.min_samples = min_samples
-
-    def score_one(self, x: dict[str, float]) -> float:
-        return self.model.score_one(x) if self.seen >= self.min_samples else 0.0
-
-    def learn_one(self, x: dict[str, float]) -> None:
-        self.model.learn_one(x)
-        self.seen += 1
-
-
-class RiverPredictive:
-    """River's PredictiveAnomalyDetection: forecast the next minute with SNARIMAX, score the
-    squared error against a running mean + ``n_std`` standard deviations of past errors."""
-
-    def __init__(self, n_std: float = 4.0, warmup: int = 30) -> None:
-        forecaster = time_series.SNARIMAX(
-            p=3, d=0, q=1,
-            regressor=preprocessing.StandardScaler() | linear_model.LinearRegression(
-                optimizer=optim.SGD(0.01)))
-        self.model = anomaly.PredictiveAnomalyDetection(forecaster, horizon=1, n_std=n_std,
-                                                        warmup_period=warmup)
-
-    def score_one(self, x: float) -> float:
-        return self.model.score_one(None, float(x))
-
-    def learn_one(self, x: float) -> None:
-        self.model.learn_one(None, float(x))
+def for_series(signal: str = "generic") -> SeriesDetector:
+    """A fresh detector for one series of ``signal`` (a count signal gets a Poisson floor)."""
+    return SeriesDetector(counts=signal in COUNT_SIGNALS)
