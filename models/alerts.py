@@ -9,13 +9,14 @@ group per pool, an incident id shared by the alerts that fire together in one po
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import orjson
 
-from models.detectors import RobustBaseline
+from models.detectors import ALERT_PROBABILITY, SeriesDetector, for_series
 from models.signals import Signals
 from models.silences import Silence
 
@@ -31,7 +32,9 @@ class Rule:
     remediation: str
     pool: str = ""  # which pools: "" all, "gpu" one, "batch-*" a prefix; the most specific wins
     below: bool = False  # fire when the signal falls (throughput), not when it rises
-    z: float = 6.0  # robust deviations from the learned baseline
+    # The detector's anomaly probability for the minute (models.detectors), at least this ...
+    probability: float = ALERT_PROBABILITY
+    z: float = 6.0  # ... and at least this many robust deviations from the expected value
     min_ratio: float = 1.5  # ... and at least this multiple of the baseline
     min_abs: float = 0.0  # ... and at least this far from it in absolute terms
     for_minutes: int = 2
@@ -126,9 +129,6 @@ def rule_matches(rule: Rule, pool: str) -> int:
 FLAP_FIRINGS = 3
 FLAP_DAMPING = 3
 
-# After a deploy, a shifted level becomes the new normal after this many minutes (else 45).
-ADAPT_AFTER_DEPLOY = 10
-
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
 # inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
 INHIBITS = {"queue_depth_max": ("p99_s", "p50_s", "queue_wait_p99_s", "utilization"),
@@ -139,7 +139,7 @@ INHIBITS = {"queue_depth_max": ("p99_s", "p50_s", "queue_wait_p99_s", "utilizati
 class AlertState:
     rule: Rule
     pool: str
-    detector: RobustBaseline
+    detector: SeriesDetector
     status: str = "inactive"  # inactive | pending | firing
     bad: int = 0
     good: int = 0
@@ -173,8 +173,8 @@ class AlertEngine:
         """Score one closed minute of every pool; returns the notifications to send.
 
         ``deploys`` names the pools deployed to within the last hour (``""``: all pools) and
-        the deploy's title: there a shift in level is one alert, re-baselined after
-        ``ADAPT_AFTER_DEPLOY`` minutes, not an alert that lasts until the long adaptation."""
+        the deploy's title: there the detectors take a shifted level as the new normal four
+        times sooner (``SeriesDetector.expect_change``)."""
         out: list[dict[str, Any]] = []
         deploys = deploys or {}
         for pool, signals in sorted(by_pool.items()):
@@ -192,7 +192,8 @@ class AlertEngine:
                     continue
                 st = self.states.get((pool, signal))
                 if st is None:
-                    st = self.states[(pool, signal)] = AlertState(rule, pool, RobustBaseline())
+                    st = self.states[(pool, signal)] = AlertState(rule, pool,
+                                                                  for_series(signal))
                 st.rule = rule  # a changed rule applies from the next minute, baseline kept
                 self._step(st, minute, x, signals, out, deploy)
         return out
@@ -218,20 +219,23 @@ class AlertEngine:
     def _step(self, st: AlertState, minute: int, x: float, signals: Signals,
               out: list[dict[str, Any]], deploy: str | None = None) -> None:
         rule, det = st.rule, st.detector
-        z = det.score_one(x)
-        expected = det.expected()
+        if deploy:  # a shifted level after a deploy is the new normal sooner
+            det.expect_change(minute, 120)
+        unusual = det.score_one(x, minute) >= rule.probability
+        z = det.z(x, minute)
+        expected = det.expected(minute)
         base = expected or 0.0
-        if rule.below:  # a drop to 1/min_ratio of the baseline, and by at least min_abs
-            deviates = det.warm and -z >= rule.z and x * rule.min_ratio <= base and \
+        if rule.below:  # a drop to 1/min_ratio of the expected value, and by at least min_abs
+            deviates = unusual and -z >= rule.z and x * rule.min_ratio <= base and \
                 base - x >= rule.min_abs
         else:
-            deviates = det.warm and z >= rule.z and x >= base * rule.min_ratio and \
+            deviates = unusual and z >= rule.z and x >= base * rule.min_ratio and \
                 x - base >= rule.min_abs
         breach = deviates or (rule.static_above is not None and x > rule.static_above)
         if breach and rule.min_evidence is not None:
             name, least = rule.min_evidence
             breach = signals.get(name, 0) >= least
-        det.learn_one(x, anomalous=breach, adapt_after=ADAPT_AFTER_DEPLOY if deploy else None)
+        det.learn_one(x, minute)
         st.deploy = deploy
         if breach:
             st.bad += 1
@@ -270,7 +274,7 @@ class AlertEngine:
                    "good": st.good, "started": st.started, "peak": st.peak,
                    "expected": st.expected, "affected": st.affected_requests,
                    "incident": st.incident, "fired": st.fired,
-                   "detector": st.detector.state()}
+                   "detector": base64.b64encode(st.detector.state()).decode()}
                   for st in self.states.values()]
         return orjson.dumps({"states": states, "incidents": self._incidents,
                              "memory": self._memory, "history": self.history[-500:],
@@ -288,10 +292,12 @@ class AlertEngine:
             rule = self.rule_for(item["pool"], item["signal"])
             if rule is None:
                 continue  # a rule that was removed from the configuration
-            st = AlertState(rule, item["pool"], RobustBaseline(), item["status"], item["bad"],
+            learned = item["detector"]  # (an older snapshot's detector is relearned)
+            detector = SeriesDetector.restore(base64.b64decode(learned)) \
+                if isinstance(learned, str) else for_series(rule.signal)
+            st = AlertState(rule, item["pool"], detector, item["status"], item["bad"],
                             item["good"], item["started"], item["peak"], item["expected"],
                             item["affected"], item["incident"], fired=item.get("fired", []))
-            st.detector.restore(item["detector"])
             self.states[(st.pool, rule.signal)] = st
         self._incidents.update(obj["incidents"])
         self._memory.update(obj["memory"])
@@ -310,10 +316,10 @@ class AlertEngine:
         related = {}
         for (pool, signal), other in self.states.items():
             if pool == st.pool and signal != st.rule.signal and signal in signals:
-                score = other.detector.score_one(signals[signal])
+                score = other.detector.z(signals[signal], minute)
                 if abs(score) >= 3:
                     related[signal] = {"observed": signals[signal],
-                                       "expected": other.detector.expected(),
+                                       "expected": other.detector.expected(minute),
                                        "robust_z": round(score, 1)}
         duration = minute + 60 - (st.started or minute)
         note = {
@@ -334,7 +340,7 @@ class AlertEngine:
         }
         if status == "resolved":
             note["recovery"] = (f"{st.rule.signal} back to {x:.4g} (baseline "
-                                f"{st.detector.expected():.4g}) after {duration // 60} min; "
+                                f"{st.detector.expected(minute) or 0:.4g}) after {duration // 60} min; "
                                 f"peak was {st.peak:.4g}")
         self.history.append(note)
         return note

@@ -25,7 +25,9 @@ units, and turns that distance into a calibrated anomaly probability:
    (a deploy or config change) makes that test four times quicker for a while.
 
 Every point is learned, an outlier with its residual clipped to three scales, so an incident
-does not become the baseline while it lasts and a frozen baseline cannot happen. A cold start
+does not become the baseline while it lasts; past five anomalous points in a row (a flat series
+that started to move, a new regime) points are learned unclipped, so a frozen baseline cannot
+happen. The resolution is learned only from points that are not anomalous (or settled). A cold start
 is quiet for :data:`WARMUP_POINTS` points (30 minutes of minute signals).
 
 >>> d = for_series("rate")
@@ -55,7 +57,8 @@ DAY, WEEK = 86_400, 7 * 86_400
 COUNT_SIGNALS = frozenset({"errors", "crashes", "recycles", "queue_depth_max"})
 
 _TAIL_Q = 0.98
-_CLIP = 3.0  # residuals are learned clipped to this many scales
+_CLIP = 3.0  # residuals are learned clipped to this many scales ...
+_SETTLE = 5  # ... unless the series has been anomalous for longer than this many points
 
 
 class _Forecaster:
@@ -124,6 +127,7 @@ class SeriesDetector:
         self.quick_until = 0.0  # expect_change: a quicker shift test until then
         self.recent: deque[tuple[float, float]] = deque(maxlen=4)
         self.n = 0
+        self.excursion = 0  # anomalous points in a row
         self.first_t: float | None = None
         self.last: tuple[float, float] | None = None
 
@@ -174,13 +178,17 @@ class SeriesDetector:
         if self.first_t is None:
             self.first_t = t
         step = t - self.last[1] if self.last is not None else 60.0
-        if self.last is not None and x != self.last[0]:
-            self.resolution.update(abs(x - self.last[0]))
         z = self.z(x, t) if self.n else 0.0
+        anomalous = self.warm and self._probability(abs(z)) >= ALERT_PROBABILITY
+        self.excursion = self.excursion + 1 if anomalous else 0
+        settled = self.excursion > _SETTLE  # a regime that lasts is learned as it is
+        if self.last is not None and x != self.last[0] and (not anomalous or settled):
+            self.resolution.update(abs(x - self.last[0]))
         limit = None
-        if self.warm:
+        if self.warm and not settled:
             e = self.expected(t) or 0.0
             limit = _CLIP * max(1.25 * self.scale.get(), self.floor(e))
+        if self.warm:
             self._learn_tail(abs(z))
         residual = x - (self.expected(t) if self.n else x)
         self.scale.update(abs(residual) if limit is None else min(abs(residual), limit))
