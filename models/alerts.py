@@ -129,6 +129,12 @@ def rule_matches(rule: Rule, pool: str) -> int:
 FLAP_FIRINGS = 3
 FLAP_DAMPING = 3
 
+# A firing alert stays firing while its signal is still off the value expected when it started
+# (by the rule's ratio and distance), until the shift has lasted this many minutes and is taken
+# as the new normal (10 after a deploy), even though the detector adapts sooner.
+NEW_NORMAL_MINUTES = 45
+NEW_NORMAL_AFTER_DEPLOY = 10
+
 # A saturated queue explains latency: while it fires for a pool, latency alerts there are
 # inhibited (tracked, not notified), as Alertmanager's inhibit_rules do.
 INHIBITS = {"queue_depth_max": ("p99_s", "p50_s", "queue_wait_p99_s", "utilization"),
@@ -173,8 +179,8 @@ class AlertEngine:
         """Score one closed minute of every pool; returns the notifications to send.
 
         ``deploys`` names the pools deployed to within the last hour (``""``: all pools) and
-        the deploy's title: there the detectors take a shifted level as the new normal four
-        times sooner (``SeriesDetector.expect_change``)."""
+        the deploy's title: there the detectors take a shifted level as the new normal after
+        two anomalous minutes (``SeriesDetector.expect_change``)."""
         out: list[dict[str, Any]] = []
         deploys = deploys or {}
         for pool, signals in sorted(by_pool.items()):
@@ -231,7 +237,8 @@ class AlertEngine:
         else:
             deviates = unusual and z >= rule.z and x >= base * rule.min_ratio and \
                 x - base >= rule.min_abs
-        breach = deviates or (rule.static_above is not None and x > rule.static_above)
+        breach = deviates or (rule.static_above is not None and x > rule.static_above) or \
+            self._still_off(st, minute, x, deploy)
         if breach and rule.min_evidence is not None:
             name, least = rule.min_evidence
             breach = signals.get(name, 0) >= least
@@ -266,6 +273,18 @@ class AlertEngine:
                 if not any(s.status == "firing" for (p, _), s in self.states.items()
                            if p == st.pool):
                     self._incidents.pop(st.pool, None)
+
+    @staticmethod
+    def _still_off(st: AlertState, minute: int, x: float, deploy: str | None) -> bool:
+        if st.status != "firing" or st.expected is None or st.started is None:
+            return False
+        limit = NEW_NORMAL_AFTER_DEPLOY if deploy else NEW_NORMAL_MINUTES
+        if minute - st.started >= limit * 60:
+            return False
+        rule, base = st.rule, st.expected
+        if rule.below:
+            return x * rule.min_ratio <= base and base - x >= rule.min_abs
+        return x >= base * rule.min_ratio and x - base >= rule.min_abs
 
     def snapshot(self) -> bytes:
         """Learned baselines and alert states, so a restart resumes instead of relearning (no

@@ -15,14 +15,15 @@ units, and turns that distance into a calibrated anomaly probability:
    usual size of a non-zero step between points, so a series of zeros and ones has a scale
    near one half) and, for counts, by the Poisson deviation ``sqrt(expected)``.
 3. **Probability.** The tail of this series' own distances, peaks over a threshold: past the
-   running 98th percentile of ``|z|`` (River ``Quantile``) the excesses are taken as exponential
-   with a learned mean, so ``p = 1 - 0.02 · exp(-(|z| - u) / m)``. A series that is often
+   running 98th percentile ``u`` of ``|z|`` on the point's side (rises and falls apart, since
+   latencies and rates are skewed; River ``Quantile``) the excesses are taken as exponential
+   with a learned mean ``m``, so ``p = 1 - 0.02 · exp(-(|z| - u) / m)``. A series that is often
    jumpy gets a heavy tail and pages less for the same ``|z|`` than a calm one; one threshold,
    :data:`ALERT_PROBABILITY`, serves every series.
 4. **New normals.** A Page-Hinkley test (River ``drift.PageHinkley``) on the distances decides
    when a shifted level is the new normal: the forecasters move to it at once, so a level shift
-   is one alert, not an alert per point until a slow average catches up. ``expect_change``
-   (a deploy or config change) makes that test four times quicker for a while.
+   is one alert, not an alert per point until a slow average catches up. After
+   ``expect_change`` (a deploy or config change) two anomalous points in a row are enough.
 
 Every point is learned, an outlier with its residual clipped to three scales, so an incident
 does not become the baseline while it lasts; past five anomalous points in a row (a flat series
@@ -69,7 +70,7 @@ class _Forecaster:
                  ) -> None:
         self.period, self.slots = period, slots
         self.level_rate = level_rate
-        self.memory_s = memory_s  # how far back a slot's value remembers
+        self.memory_s = memory_s  # a slot's value remembers about this far back
         self.level: float | None = None
         self.profile = np.zeros(slots)
         self.weight = np.zeros(slots)
@@ -103,11 +104,16 @@ class _Forecaster:
                 if share <= 0:
                     continue
                 self.weight[k] += share
-                rate = max(1 / self.weight[k], step / self.memory_s)
+                rate = max(1 / self.weight[k], step * self.slots / self.memory_s)
                 self.profile[k] += rate * share * (error - self.level_rate * error)
 
     def shift(self, by: float) -> None:
         self.level = (self.level or 0.0) + by
+
+
+def _shift_test() -> drift.PageHinkley:
+    """Page-Hinkley on distances clipped to 8: four points at 8 scales, or more smaller ones."""
+    return drift.PageHinkley(min_instances=10, delta=0.5, threshold=24.0)
 
 
 class SeriesDetector:
@@ -117,13 +123,14 @@ class SeriesDetector:
         self.counts = counts
         self.warmup = warmup
         self.models = (_Forecaster(None, 1, 0.1, 1.0),
-                       _Forecaster(DAY, 24, 0.05, 3 * DAY),
-                       _Forecaster(WEEK, 168, 0.05, 3 * WEEK))
+                       _Forecaster(DAY, 24, 0.02, 3 * DAY),
+                       _Forecaster(WEEK, 168, 0.02, 3 * WEEK))
         self.scale = stats.EWMean(fading_factor=0.05)  # mean absolute residual
         self.resolution = stats.EWMean(fading_factor=0.05)  # mean non-zero |step|
-        self.tail_u = stats.Quantile(_TAIL_Q)
-        self.tail_m = stats.EWMean(fading_factor=0.05)  # mean excess over u
-        self.shifts = drift.PageHinkley(min_instances=10, delta=0.5, threshold=24.0)
+        # per side (rises, falls): the 98th percentile of distances and the mean excess over it
+        excess = stats.EWMean(fading_factor=0.05)  # (one mean excess, learned from both)
+        self.tails = {side: (stats.Quantile(_TAIL_Q), excess) for side in (1, -1)}
+        self.shifts = _shift_test()
         self.quick_until = 0.0  # expect_change: a quicker shift test until then
         self.recent: deque[tuple[float, float]] = deque(maxlen=4)
         self.n = 0
@@ -163,13 +170,15 @@ class SeriesDetector:
         """The probability that ``x`` at ``t`` is anomalous given what was learned."""
         if not self.warm or not math.isfinite(x):
             return 0.0
-        return self._probability(abs(self.z(x, t)))
+        return self._probability(self.z(x, t))
 
-    def _probability(self, d: float) -> float:
-        u = max(self.tail_u.get() or 0.0, 1.0)
+    def _probability(self, z: float) -> float:
+        quantile, excess = self.tails[1 if z >= 0 else -1]
+        d = abs(z)
+        u = max(quantile.get() or 0.0, 1.0)
         if d <= u:
             return (1 - (1 - _TAIL_Q)) * d / u
-        m = max(self.tail_m.get(), 0.5)
+        m = max(excess.get(), 0.5)
         return 1 - (1 - _TAIL_Q) * math.exp(-(d - u) / m)
 
     def learn_one(self, x: float, t: float) -> None:
@@ -179,7 +188,7 @@ class SeriesDetector:
             self.first_t = t
         step = t - self.last[1] if self.last is not None else 60.0
         z = self.z(x, t) if self.n else 0.0
-        anomalous = self.warm and self._probability(abs(z)) >= ALERT_PROBABILITY
+        anomalous = self.warm and self._probability(z) >= ALERT_PROBABILITY
         self.excursion = self.excursion + 1 if anomalous else 0
         settled = self.excursion > _SETTLE  # a regime that lasts is learned as it is
         if self.last is not None and x != self.last[0] and (not anomalous or settled):
@@ -189,7 +198,7 @@ class SeriesDetector:
             e = self.expected(t) or 0.0
             limit = _CLIP * max(1.25 * self.scale.get(), self.floor(e))
         if self.warm:
-            self._learn_tail(abs(z))
+            self._learn_tail(z)
         residual = x - (self.expected(t) if self.n else x)
         self.scale.update(abs(residual) if limit is None else min(abs(residual), limit))
         for m in self.models:
@@ -200,24 +209,31 @@ class SeriesDetector:
         if self.warm:
             self._test_shift(z, t)
 
-    def _learn_tail(self, d: float) -> None:
-        u = self.tail_u.get()
-        self.tail_u.update(min(d, 10 * max(u or 1.0, 1.0)))
+    def _learn_tail(self, z: float) -> None:
+        quantile, excess = self.tails[1 if z >= 0 else -1]
+        d, u = abs(z), quantile.get()
+        quantile.update(min(d, 2 * max(u or 1.0, 1.0)))  # an outlier moves it a little
         if u is not None and d > u:
-            m = max(self.tail_m.get(), 0.5)
-            self.tail_m.update(min(d - u, 5 * m))
+            m = max(excess.get(), 0.5)
+            excess.update(min(d - u, 3 * m))
 
     def _test_shift(self, z: float, t: float) -> None:
-        quick = t < self.quick_until
-        self.shifts.update(max(-8.0, min(8.0, z)) * (4.0 if quick else 1.0))
-        if not self.shifts.drift_detected:
+        self.shifts.update(max(-8.0, min(8.0, z)))
+        # a change is a lasting excursion: short bursts that add up in the test are not one
+        quick = t < self.quick_until and self.excursion >= 2
+        if not (quick or (self.shifts.drift_detected and self.excursion >= 3)):
             return
-        for m in self.models:  # the new level is where the last few points are
-            m.shift(float(np.median([x - m.predict(s) for x, s in self.recent])))
+        # the new level is where the points of this excursion are (or the last few)
+        points = list(self.recent)[-self.excursion:] if self.excursion else list(self.recent)
+        for m in self.models:
+            m.shift(float(np.median([x - m.predict(s) for x, s in points])))
+        if quick:
+            self.shifts = _shift_test()
+        self.excursion = 0
 
     def expect_change(self, t: float, for_s: float = 3600.0) -> None:
-        """A deploy or configuration change at ``t``: a shifted level becomes the new normal
-        four times quicker for ``for_s`` seconds."""
+        """A deploy or configuration change at ``t``: until ``t + for_s`` a shifted level is
+        the new normal after two anomalous points in a row."""
         self.quick_until = t + for_s
 
     # -- state ----------------------------------------------------------------------------
