@@ -26,9 +26,9 @@ units, and turns that distance into a calibrated anomaly probability:
    ``expect_change`` (a deploy or config change) two anomalous points in a row are enough.
 
 Every point is learned, an outlier with its residual clipped to three scales, so an incident
-does not become the baseline while it lasts; past five anomalous points in a row (a flat series
-that started to move, a new regime) points are learned unclipped, so a frozen baseline cannot
-happen. The resolution is learned only from points that are not anomalous (or settled). A cold start
+does not become the baseline while it lasts. The resolution is learned from points that are
+not anomalous, and from every point once five in a row were (a flat series that started to
+move): so neither an incident nor a frozen baseline can set it. A cold start
 is quiet for :data:`WARMUP_POINTS` points (30 minutes of minute signals).
 
 >>> d = for_series("rate")
@@ -58,8 +58,8 @@ DAY, WEEK = 86_400, 7 * 86_400
 COUNT_SIGNALS = frozenset({"errors", "crashes", "recycles", "queue_depth_max"})
 
 _TAIL_Q = 0.98
-_CLIP = 3.0  # residuals are learned clipped to this many scales ...
-_SETTLE = 5  # ... unless the series has been anomalous for longer than this many points
+_CLIP = 3.0  # residuals are learned clipped to this many scales
+_SETTLE = 5  # anomalous points in a row after which the steps are learned as the resolution
 
 
 class _Forecaster:
@@ -177,7 +177,7 @@ class SeriesDetector:
         d = abs(z)
         u = max(quantile.get() or 0.0, 1.0)
         if d <= u:
-            return (1 - (1 - _TAIL_Q)) * d / u
+            return _TAIL_Q * d / u
         m = max(excess.get(), 0.5)
         return 1 - (1 - _TAIL_Q) * math.exp(-(d - u) / m)
 
@@ -190,16 +190,15 @@ class SeriesDetector:
         z = self.z(x, t) if self.n else 0.0
         anomalous = self.warm and self._probability(z) >= ALERT_PROBABILITY
         self.excursion = self.excursion + 1 if anomalous else 0
-        settled = self.excursion > _SETTLE  # a regime that lasts is learned as it is
+        settled = self.excursion > _SETTLE  # a regime that lasts: its steps are its resolution
         if self.last is not None and x != self.last[0] and (not anomalous or settled):
             self.resolution.update(abs(x - self.last[0]))
+        expected = self.expected(t) if self.n else x
         limit = None
-        if self.warm and not settled:
-            e = self.expected(t) or 0.0
-            limit = _CLIP * max(1.25 * self.scale.get(), self.floor(e))
         if self.warm:
+            limit = _CLIP * max(1.25 * self.scale.get(), self.floor(expected))
             self._learn_tail(z)
-        residual = x - (self.expected(t) if self.n else x)
+        residual = x - expected
         self.scale.update(abs(residual) if limit is None else min(abs(residual), limit))
         for m in self.models:
             m.learn(x, t, max(step, 1.0), limit)
