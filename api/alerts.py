@@ -138,7 +138,8 @@ def list_rules(alerts: Reader) -> list[dict[str, Any]]:
              description="A list of rules, each at least a `signal`; `pool` ('' every pool, a "
                          "name, or a prefix*) picks where it applies, the most specific rule "
                          "winning; fields left out come from the default rule of the signal "
-                         "(`z`, `min_ratio`, `min_abs`, `for_minutes`, `resolve_minutes`, "
+                         "(`probability`, `z`, `min_ratio`, `min_abs`, `for_minutes`, "
+                         "`resolve_minutes`, "
                          "`severity`, `static_above` for an SLO threshold, ...).")
 def replace_rules(body: list[dict[str, Any]], alerts: Runner, who: Admin) -> list[dict[str, Any]]:
     try:

@@ -105,8 +105,10 @@ def rule_from_dict(d: dict[str, Any]) -> Rule:
         merged["min_evidence"] = tuple(merged["min_evidence"])
     try:
         rule = Rule(**merged)
-        for name in ("z", "min_ratio", "min_abs"):
+        for name in ("probability", "z", "min_ratio", "min_abs"):
             float(getattr(rule, name))
+        if not 0 <= float(rule.probability) <= 1:
+            raise ValueError("probability must be within [0, 1]")
         if int(rule.for_minutes) < 1 or int(rule.resolve_minutes) < 1:
             raise ValueError("for_minutes and resolve_minutes must be at least 1")
     except (TypeError, ValueError) as exc:

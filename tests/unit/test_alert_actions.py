@@ -199,6 +199,11 @@ def test_rules_from_a_file_and_their_errors(tmp_path):
     path.write_text('[[rule]]\nsignal = "p99_s"\nthreshold = 1\n')
     with pytest.raises(ConfigError, match="unknown rule field"):
         load_rules(str(path))
+    path.write_text('[[rule]]\nsignal = "p99_s"\nprobability = 0.99\n')
+    assert load_rules(str(path))[0].probability == 0.99
+    path.write_text('[[rule]]\nsignal = "p99_s"\nprobability = 99\n')
+    with pytest.raises(ConfigError, match=r"within \[0, 1\]"):
+        load_rules(str(path))
 
 
 def test_rules_over_the_api_outlive_a_restart(api, tmp_path):
