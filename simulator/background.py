@@ -2,8 +2,9 @@
 
 It first backfills the last 15 minutes as fast as it can, so the dashboard has history to show
 within seconds of start, then keeps producing at the chosen rate in real time. Incidents, given
-in absolute time, may start in the backfill and go on live; with incidents the backfill is 30
-minutes, so the detectors have learned a baseline (15 minutes) before an incident starts.
+in absolute time, may start in the backfill and go on live; with incidents the backfill is 45
+minutes, so the detectors are past their cold start (30 minutes) before an incident that
+starts up to 15 minutes ago.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class BackgroundSimulation:
         self.submit = submit
         self.incidents = list(incidents)
         if backfill_s is None:
-            backfill_s = 1800.0 if incidents else 900.0
+            backfill_s = 2700.0 if incidents else 900.0
         self.rate = rate
         self.backfill_s = backfill_s
         self.seed = seed
