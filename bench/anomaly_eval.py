@@ -75,7 +75,7 @@ def main() -> None:
     windows = [s.windows() for s in corpus]
     print(f"corpus: {len(corpus)} series, {sum(len(s.x) for s in corpus):,} points, "
           f"{sum(len(w) for w in windows)} labelled windows, "
-          f"{sum(1 for w in windows if not w)} series without an anomaly")
+          f"{sum(1 for w in windows if not w)} series without an anomaly", flush=True)
     names = [n for n in DETECTORS if args.only.lower() in n.lower()]
     if args.quick:
         names = [n for n in names if "SNARIMAX" not in n]
