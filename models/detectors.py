@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zlib
 from collections import deque
 
 import numpy as np
@@ -239,12 +240,12 @@ class SeriesDetector:
 
     def state(self) -> bytes:
         """Everything learned, for a checkpoint (a restart resumes, no new cold start)."""
-        return pickle.dumps(self.__dict__, protocol=5)
+        return zlib.compress(pickle.dumps(self.__dict__, protocol=5))  # ~2-3 KB
 
     @classmethod
     def restore(cls, data: bytes) -> SeriesDetector:
         d = cls.__new__(cls)
-        d.__dict__.update(pickle.loads(data))  # our own checkpoint, written by state()
+        d.__dict__.update(pickle.loads(zlib.decompress(data)))  # our checkpoint, by state()
         return d
 
 
