@@ -207,8 +207,10 @@ class EmbeddedRunner:
             log.warning("rebuilt the engine from the checkpoint and the write-ahead log after a "
                         "failed write (%d lost, unacknowledged batches dropped)", self._lost_seen)
 
-    def flush(self, now: float | None = None) -> int:
-        """Write closed rollups and a checkpoint; returns how many rollups were written."""
+    def flush(self, now: float | None = None, paced: bool = False) -> int:
+        """Write closed rollups and a checkpoint; returns how many rollups were written.
+        ``paced`` (the flusher's own flushes): the open group's late deltas are rewritten at
+        most every ``LATE_EVERY_S`` (streams.engine)."""
         with self._lock:
             if time.monotonic() - self._last_event >= self.idle_grace:
                 newest = max(self.engine.source_time.values(), default=None)
@@ -217,7 +219,7 @@ class EmbeddedRunner:
                     self._pending.extend(self.engine.advance(max(newest, wall)))
             # the late deltas of the current batch group so far (see streams.engine): held
             # copies, rewritten with more by every flush until the group is complete
-            held = self.engine.held_late()
+            held = self.engine.held_late(time.monotonic() if paced else None)
             pending, self._pending = self._pending + held, []
             self._writing = len(pending)
             notes, self.engine.annotations = self.engine.annotations, []
@@ -306,7 +308,7 @@ class EmbeddedRunner:
         wait = self.flush_interval
         while not self._stop.wait(wait):
             started = time.monotonic()
-            self.flush()
+            self.flush(paced=True)
             self.last_flush_s = time.monotonic() - started
             # A big open state makes each checkpoint slow: keep checkpointing under ~25% of the
             # time, at the price of rollups reaching the store a little later.

@@ -14,11 +14,12 @@ buckets, merged if they are still open, emitted as deltas if not. Late events ar
 Fed from a partitioned log (``tag`` = the message offset), late data is coalesced: the late
 events of ``LATE_GROUP`` consecutive offsets make one delta per series and bucket, keyed by the
 group (``g<first offset>``). They gather in raw late panes, folded into the group's held deltas
-every ``FOLD_EVERY`` offsets (fixed offsets, so the same messages always fold the same way), all
-of it in the checkpointed state. A runner writes the group at every commit
-(:meth:`held_late`: the held deltas plus a closing copy of the raw panes), each write replacing
-the last with more: late data is visible at the next commit, a shuffled stream writes one row
-per series and bucket per group instead of one per message, and a replay rebuilds the rows.
+when a commit takes them (:meth:`held_late`) or the group completes, all of it in the
+checkpointed state. A runner rewrites the group's changed rows at most every ``LATE_EVERY_S``
+seconds (and when it completes), each write replacing the last with more: late data is visible
+within seconds, a shuffled stream writes one row per series and bucket per group instead of
+one per message, each late event is closed once, and a replay rebuilds the same rows (the same
+events; only the digests' internal grouping may differ).
 
 >>> eng = Engine(lateness=0)
 >>> out = eng.process([Request(time=1_800_000_001.0, pool="p", command="c", duration_us=100,
@@ -96,7 +97,8 @@ class Engine:
         # (family, labels, resolution, bucket) -> late delta of the current group
         self.late_held: dict[tuple[str, tuple[str, ...], int, int], Aggregate] = {}
         self.late_changed: set[tuple[str, tuple[str, ...], int, int]] = set()  # since written
-        # late events of the group since the last fold (every FOLD_EVERY offsets)
+        self.late_at = -math.inf  # when held_late(now) last returned the changes
+        # late events of the group since the last fold (each held_late, and the group's end)
         self.late_raw: dict[int, RequestPane] = {}
         self.late_raw_others: dict[tuple[SeriesKey, int], Pane] = {}
         self.live: LiveState | None = None  # set by runners that serve live views
@@ -129,7 +131,6 @@ class Engine:
         out: list[Rollup] = []
         group = None if tag is None else int(tag) // LATE_GROUP * LATE_GROUP
         if group is not None and self.late_group is not None and group != self.late_group:
-            self._fold_late()
             out.extend(self.held_late())  # the group is complete: its final deltas
             self.late_held = {}
         if group is not None:
@@ -155,8 +156,6 @@ class Engine:
             deltas = self._late_deltas(late_requests, late, into_open=True)
             out.extend(Rollup(fam, labels, res, start, agg, late=True)
                        for (fam, labels, res, start), agg in deltas.items())
-        elif group is not None and (int(tag) + 1) % FOLD_EVERY == 0:
-            self._fold_late()
         out.extend(self.advance(self.watermark()))
         return out
 
@@ -182,8 +181,7 @@ class Engine:
                 for (level, series, start), agg in deltas.items()}
 
     def _fold_late(self) -> None:
-        """The raw late panes of the group into its held deltas (at fixed offsets only, so
-        the held deltas are the same in every run over the same messages)."""
+        """The raw late panes of the group (since the last fold) into its held deltas."""
         if not (self.late_raw or self.late_raw_others):
             return
         deltas = self._late_deltas(self.late_raw, self.late_raw_others, into_open=False)
@@ -244,31 +242,24 @@ class Engine:
             elif type(e) is Annotation:
                 self.annotations.append(e)
 
-    def held_late(self) -> list[Rollup]:
-        """The current group's late deltas that changed since the last call, as rollups:
-        the held deltas plus the raw late panes not yet folded (closed as copies, so what is
-        written is a function of the messages so far, never of when a commit came). A runner
-        whose write of them failed calls :meth:`rewrite_held_late` so the next call returns
-        them all again."""
+    def held_late(self, now: float | None = None) -> list[Rollup]:
+        """The current group's late deltas that changed since the last call, as rollups (the
+        raw late panes are folded into the held deltas first, so each late event is closed
+        once, and a commit writes every late event it covers). With ``now`` (a runner's
+        monotonic clock), nothing until ``LATE_EVERY_S`` after the last call that returned
+        some: the changes wait, in the checkpoint too, for the next. A runner whose write of
+        them failed calls :meth:`rewrite_held_late` so the next call returns them all again."""
+        if now is not None:
+            if now - self.late_at < LATE_EVERY_S:
+                return []
+            self.late_at = now
+        self._fold_late()
         tag = f"g{self.late_group}"
-        recent = self._late_deltas({b: p.copy() for b, p in self.late_raw.items()},
-                                   {k: p.copy() for k, p in self.late_raw_others.items()},
-                                   into_open=False) \
-            if self.late_raw or self.late_raw_others else {}
-        changed, self.late_changed = self.late_changed | set(recent), set()
-        out = []
-        for key in sorted(changed):
-            held = self.late_held.get(key)
-            if held is None:
-                agg = recent[key].deflate()
-            elif key in recent:
-                agg = held.copy()
-                agg.merge(recent[key])
-                agg.deflate()
-            else:  # a frozen copy: the bytes, read back lazily (cheaper than a deep copy)
-                agg = Aggregate.from_bytes(held.to_bytes())
-            out.append(Rollup(key[0], key[1], key[2], key[3], agg, late=True, tag=tag))
-        return out
+        changed, self.late_changed = self.late_changed, set()
+        # frozen copies (the bytes, read back lazily: cheaper than deep copies), since the
+        # held deltas go on growing while these are written
+        return [Rollup(*key, Aggregate.from_bytes(self.late_held[key].to_bytes()), late=True,
+                       tag=tag) for key in sorted(changed)]
 
     def rewrite_held_late(self) -> None:
         """The last :meth:`held_late` was not stored: the next one returns every key."""
@@ -464,6 +455,7 @@ class Engine:
         eng.late_group = obj.get("late_group")
         for fam, labels, res, bucket, agg in obj.get("late", ()):
             eng.late_held[(fam, tuple(labels), res, bucket)] = Aggregate.from_bytes(blobs[agg])
+        eng.late_changed = set(eng.late_held)  # what the checkpoint held may not be written yet
         def panes(entries):  # -> (bucket, series, Pane)
             for bucket, fam, labels, agg, values in entries:
                 p = Pane()
@@ -503,7 +495,9 @@ class Engine:
 _SOURCED = attrgetter("source")  # requests with a source may be copies of one call
 SNAPSHOT_MAGIC = b"SPENG4"
 LATE_GROUP = 1000  # offsets whose late deltas are coalesced into one row per series and bucket
-FOLD_EVERY = 100  # offsets between folds of the raw late panes into the held deltas
+# A paced commit rewrites the open group's late deltas at most this often (wall-clock seconds):
+# late data is visible within it, and a shuffled stream is not rewritten at every commit.
+LATE_EVERY_S = 5.0
 _SNAPSHOT_MAGIC_3 = b"SPENG3"  # the same, before panes kept compacted blocks: still read
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])

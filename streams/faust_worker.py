@@ -157,7 +157,7 @@ class FaustWorker:
         async with self._committing():
             async with self._engines():
                 started = time.monotonic()
-                batch = self.partitions.prepare()
+                batch = self.partitions.prepare(paced=True)
                 held, self._held = self._held, []
                 self._dirty = False
                 took = time.monotonic() - started

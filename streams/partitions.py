@@ -145,10 +145,13 @@ class Partitions:
             self.restore(batch)
         return done
 
-    def prepare(self, partitions: set[int] | None = None) -> CommitBatch | None:
+    def prepare(self, partitions: set[int] | None = None, paced: bool = False
+                ) -> CommitBatch | None:
         """Take what a commit writes out of the engines: pending rollups, rejects, annotations
         and a snapshot of each dirty partition. CPU only, no I/O, so a runner can take it while
-        holding the engines and write it on another thread while the engines go on."""
+        holding the engines and write it on another thread while the engines go on. ``paced``
+        (a worker's periodic commits): the open group's late deltas at most every
+        ``LATE_EVERY_S`` (streams.engine)."""
         dirty = {p: s for p, s in self.held.items()
                  if s.dirty and (partitions is None or p in partitions)}
         if not dirty and not self._pending_rejects:
@@ -158,7 +161,7 @@ class Partitions:
         for p, s in dirty.items():
             # the late deltas of the current offset group so far: rewritten, with more, by
             # every commit until the group is complete (see streams.engine)
-            held = s.engine.held_late()
+            held = s.engine.held_late(time.monotonic() if paced else None)
             batch.parts[p] = PartCommit(s.pending + held, s.engine.annotations,
                                         s.engine.snapshot(), s.next_offset, len(held))
             s.pending, s.engine.annotations, s.dirty = [], [], False
