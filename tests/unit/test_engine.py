@@ -433,3 +433,29 @@ def test_late_deltas_are_coalesced_per_offset_group_and_a_replay_rebuilds_them()
     for offset, msg in enumerate(messages[:300]):
         eng.process(msg, tag=str(offset))
     assert eng.held_late() and eng.held_late() == [], "only what changed is written again"
+
+
+def test_paced_commits_rewrite_late_rows_at_most_every_late_every_s_and_a_restore_rewrites():
+    from streams.engine import LATE_EVERY_S
+
+    events = requests(4_000, 600)
+    shuffled = list(events)
+    random.Random(6).shuffle(shuffled)
+    eng = Engine()
+    for offset in range(200):
+        eng.process(shuffled[offset * 10:offset * 10 + 10], tag=str(offset))
+    first = eng.held_late(now=100.0)
+    assert first, "the first paced commit writes the group"
+    for offset in range(200, 300):
+        eng.process(shuffled[offset * 10:offset * 10 + 10], tag=str(offset))
+    assert eng.held_late(now=100.0 + LATE_EVERY_S / 2) == [], "too soon: the changes wait"
+    resumed = Engine.restore(eng.snapshot())  # a crash now: the waiting changes are not lost
+    later = eng.held_late(now=100.0 + LATE_EVERY_S)
+    again = resumed.held_late(now=0.0)
+    assert later and {(r.labels, r.resolution, r.bucket) for r in again} >= \
+        {(r.labels, r.resolution, r.bucket) for r in later}
+    count = sum(r.agg.counters.get("requests", 0) for r in later if r.family == "request"
+                and r.resolution == 3600 and r.labels[1:] == ("__all__",) * 7)
+    assert count > 0 and count == sum(r.agg.counters.get("requests", 0) for r in again
+                        if r.family == "request" and r.resolution == 3600
+                        and r.labels[1:] == ("__all__",) * 7)
