@@ -131,6 +131,8 @@ class EmbeddedRunner:
         """Count ``n`` events as waiting, or raise ``Overloaded`` past the bound (callers that
         queue work elsewhere first, like the API's ingest threads, reserve before queueing)."""
         with self._queue_lock:
+            # a sender is here, even one refused: the stream is not idle (see flush)
+            self._last_event = time.monotonic()
             waiting = len(self._pending) + self._writing
             if waiting > self.max_pending_rollups:
                 self.overloaded += 1
@@ -145,6 +147,7 @@ class EmbeddedRunner:
     def release(self, n: int) -> None:
         with self._queue_lock:
             self.queued_events -= n
+            self._last_event = time.monotonic()  # the stream is idle only from its last batch
 
     def submit(self, events: Sequence[Event], reserved: bool = False) -> None:
         """Aggregate a batch; with a log, return only once it is durable. Raises ``Overloaded``
@@ -212,7 +215,9 @@ class EmbeddedRunner:
         ``paced`` (the flusher's own flushes): the open group's late deltas are rewritten at
         most every ``LATE_EVERY_S`` (streams.engine)."""
         with self._lock:
-            if time.monotonic() - self._last_event >= self.idle_grace:
+            # idle: no batch waiting (one blocked behind a long flush is not idleness, and
+            # moving the watermark to the wall clock then would make the stream late)
+            if not self.queued_events and time.monotonic() - self._last_event >= self.idle_grace:
                 newest = max(self.engine.source_time.values(), default=None)
                 if newest is not None:
                     wall = (now or time.time()) - self.engine.lateness - self.idle_grace

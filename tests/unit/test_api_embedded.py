@@ -256,3 +256,31 @@ def test_the_write_ahead_log_follows_its_switch(tmp_path, wal):
         assert post(client, requests(10, 10)).status_code == 202
         assert (app.state.services.runner.wal is not None) is wal
     assert any((tmp_path / "wal").glob("*.wal")) is wal
+
+
+def test_a_sender_held_back_by_429s_is_not_an_idle_stream(tmp_path):
+    """While a sender is refused (rollups wait for a slow store), the flusher must not take
+    the quiet for idleness and move the watermark to the wall clock: the rest of the stream
+    would all be late (and held, at great cost, as late deltas)."""
+    import time
+
+    from streams.embedded import Overloaded
+
+    store = SQLiteStore(tmp_path / "perf.sqlite3")
+    runner = EmbeddedRunner(store, idle_grace=0.2)
+    events = requests(2_000, 200)
+    runner.submit(events[:1000])
+    full, runner.max_pending_rollups = runner.max_pending_rollups, -1  # the store is behind
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:  # a sender retrying, refused each time
+        with pytest.raises(Overloaded):
+            runner.submit(events[1000:1100])
+        runner.flush()
+        time.sleep(0.05)
+    runner.max_pending_rollups = full
+    runner.submit(events[1000:])
+    assert runner.engine.stats["late_events"] == 0
+    time.sleep(0.3)
+    runner.flush()  # now it is idle: the last windows close by the wall clock
+    assert runner.engine.closed_until > events[-1].time
+    store.close()
