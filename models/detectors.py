@@ -26,9 +26,9 @@ units, and turns that distance into a calibrated anomaly probability:
    ``expect_change`` (a deploy or config change) two anomalous points in a row are enough.
 
 Every point is learned, an outlier with its residual clipped to three scales, so an incident
-does not become the baseline while it lasts. The resolution is learned from points that are
-not anomalous, and from every point once five in a row were (a flat series that started to
-move): so neither an incident nor a frozen baseline can set it. A cold start
+does not become the baseline while it lasts. The resolution is learned from steps between two
+points that are not anomalous, and from every step once five points in a row were (a flat
+series that started to move): so neither an outlier nor a frozen baseline can set it. A cold start
 is quiet for :data:`WARMUP_POINTS` points (30 minutes of minute signals).
 
 >>> d = for_series("rate")
@@ -73,8 +73,8 @@ class _Forecaster:
         self.level_rate = level_rate
         self.memory_s = memory_s  # a slot's value remembers about this far back
         self.level: float | None = None
-        self.profile = np.zeros(slots, np.float32)  # (float32: a tenth of a per mille is plenty)
-        self.weight = np.zeros(slots, np.float32)
+        self.profile = np.zeros(slots)
+        self.weight = np.zeros(slots)
         self.error = stats.EWMean(fading_factor=0.01)  # recent absolute error, for selection
 
     def _slots(self, t: float) -> tuple[int, int, float]:
@@ -86,7 +86,7 @@ class _Forecaster:
         if self.period is None:
             return 0.0
         i, j, w = self._slots(t)
-        return (1 - w) * self.profile[i] + w * self.profile[j]
+        return (1 - w) * float(self.profile[i]) + w * float(self.profile[j])
 
     def predict(self, t: float) -> float:
         return (self.level or 0.0) + self.season(t)
@@ -95,6 +95,8 @@ class _Forecaster:
         if self.level is None:
             self.level = x
         error = x - self.predict(t)
+        if not math.isfinite(error):
+            return  # a value near the float limit; the caller learns no part of it either
         self.error.update(abs(error))
         if limit is not None:
             error = max(-limit, min(limit, error))
@@ -106,10 +108,11 @@ class _Forecaster:
                     continue
                 self.weight[k] += share
                 rate = max(1 / self.weight[k], step * self.slots / self.memory_s)
-                self.profile[k] += rate * share * (error - self.level_rate * error)
+                self.profile[k] += rate * share * (1 - self.level_rate) * error  # the rest: level
 
     def shift(self, by: float) -> None:
-        self.level = (self.level or 0.0) + by
+        if math.isfinite(by):
+            self.level = (self.level or 0.0) + by
 
 
 def _shift_test() -> drift.PageHinkley:
@@ -161,9 +164,10 @@ class SeriesDetector:
     def z(self, x: float, t: float) -> float:
         """Robust distance of ``x`` from the expected value at ``t`` (signed)."""
         e = self.expected(t)
-        if e is None:
-            return 0.0
-        return (x - e) / max(1.25 * self.scale.get(), self.floor(e))
+        return 0.0 if e is None else self._distance(x, e)
+
+    def _distance(self, x: float, expected: float) -> float:
+        return (x - expected) / max(1.25 * self.scale.get(), self.floor(expected))
 
     # -- the River interface --------------------------------------------------------------
 
@@ -171,7 +175,8 @@ class SeriesDetector:
         """The probability that ``x`` at ``t`` is anomalous given what was learned."""
         if not self.warm or not math.isfinite(x):
             return 0.0
-        return self._probability(self.z(x, t))
+        z = self.z(x, t)
+        return 0.0 if math.isnan(z) else self._probability(z)  # nan: inf - inf, nothing known
 
     def _probability(self, z: float) -> float:
         quantile, excess = self.tails[1 if z >= 0 else -1]
@@ -188,13 +193,17 @@ class SeriesDetector:
         if self.first_t is None:
             self.first_t = t
         step = t - self.last[1] if self.last is not None else 60.0
-        z = self.z(x, t) if self.n else 0.0
+        expected = self.expected(t) if self.n else x
+        z = self._distance(x, expected) if self.n else 0.0
+        if not (math.isfinite(z) and math.isfinite(x - expected)):
+            return  # values near the float limit: their differences overflow; not learned
         anomalous = self.warm and self._probability(z) >= ALERT_PROBABILITY
+        after_normal = not self.excursion  # the step from the last point is a normal one
         self.excursion = self.excursion + 1 if anomalous else 0
         settled = self.excursion > _SETTLE  # a regime that lasts: its steps are its resolution
-        if self.last is not None and x != self.last[0] and (not anomalous or settled):
+        if self.last is not None and x != self.last[0] and (
+                (after_normal and not anomalous) or settled):
             self.resolution.update(abs(x - self.last[0]))
-        expected = self.expected(t) if self.n else x
         limit = None
         if self.warm:
             limit = _CLIP * max(1.25 * self.scale.get(), self.floor(expected))

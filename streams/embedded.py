@@ -165,7 +165,6 @@ class EmbeddedRunner:
                     self.covered_seq += 1  # batches are numbered as the log would number them
                     self._pending.extend(self.engine.process(
                         list(events), source=SOURCE, tag=str(self.covered_seq), now=time.time()))
-                    self._last_event = time.monotonic()
                 return
             self._submit_logged(list(events))
         finally:
@@ -184,7 +183,6 @@ class EmbeddedRunner:
                 raise Unavailable(str(exc)) from exc
             self._pending.extend(self.engine.process(events, source=SOURCE, tag=str(seq),
                                                      now=time.time()))
-            self._last_event = time.monotonic()
             self.covered_seq = seq
         try:
             self.wal.sync(seq)

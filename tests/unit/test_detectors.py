@@ -186,3 +186,24 @@ def test_pages_count_runs_outside_windows_per_day():
     pages = anomaly_score.pages_per_day(s, t, [(2450, 2550)], 0.5)
     days = (2880 - int(0.15 * 2880) - 101) * STEP / 86_400
     assert pages == pytest.approx(3 / days)
+
+
+def test_values_near_the_float_limit_and_a_clock_going_backwards_never_break_it():
+    """Finite values whose differences overflow (a gauge of ±1.7e308 now and then, as a broken
+    producer sends) and minutes out of order: scores stay probabilities, nothing learned turns
+    into inf or nan, the extremes are anomalous and normal data is still judged normal."""
+    d = for_series()
+    rng = np.random.default_rng(8)
+    feed(d, 10 + rng.normal(0, 1, 100))
+    scores = {}
+    for i in range(300):
+        t = T + (100 + i) * STEP - (7 * STEP if i % 7 == 0 else 0)  # some minutes go back
+        x = 1.7e308 * (1 if i % 40 == 0 else -1) if i % 20 == 0 else 10 + rng.normal(0, 1)
+        scores[i] = d.score_one(x, t)
+        d.learn_one(x, t)
+    assert all(0.0 <= p <= 1.0 for p in scores.values())
+    assert all(scores[i] >= ALERT_PROBABILITY for i in range(20, 300, 20)), "each extreme"
+    assert max(p for i, p in scores.items() if i % 20) < ALERT_PROBABILITY
+    t = T + 400 * STEP
+    assert abs(d.expected(t) - 10) < 3
+    assert d.score_one(10.0, t) < 0.9 < ALERT_PROBABILITY <= d.score_one(1e6, t)
