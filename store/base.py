@@ -90,6 +90,18 @@ class DashboardRecord:
     updated: float = 0.0
 
 
+@dataclass(slots=True)
+class BenchmarkRecord:
+    """A benchmark run (R9): its scenario, when it started, and the rest (labels, trials,
+    methodology, fingerprint, results) as the JSON ``body`` the API owns. Kept for good: a
+    baseline must outlive the rollups it was computed from."""
+
+    id: str
+    scenario: str
+    started: float
+    body: str
+
+
 def annotation_record(event: Annotation) -> AnnotationRecord:
     return AnnotationRecord(event.time, event.kind, event.title, event.text or "",
                             event.pool or "", event.end_time, dict(event.tags or {}))
@@ -128,6 +140,11 @@ class RollupStore(Protocol):
         """Every saved dashboard (a handful per user: the API filters by owner and role)."""
 
     def delete_dashboard(self, dashboard_id: str) -> None: ...
+
+    def put_benchmark(self, run: BenchmarkRecord) -> None: ...
+
+    def benchmarks(self) -> list[BenchmarkRecord]:
+        """Every benchmark run, oldest first (hundreds, not millions: the API filters)."""
 
     def apply_retention(self, now: float) -> int:
         """Drop rollups older than their resolution's retention; returns rows removed."""

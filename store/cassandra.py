@@ -34,6 +34,7 @@ from cassandra.query import SimpleStatement
 from store.base import (
     DEFAULT_RETENTION,
     AnnotationRecord,
+    BenchmarkRecord,
     Checkpoint,
     DashboardRecord,
     RejectRecord,
@@ -74,6 +75,8 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {keyspace}.dashboards ("
         " id text PRIMARY KEY, owner text, title text, body text, shared_role text,"
         " updated double)",
+        f"CREATE TABLE IF NOT EXISTS {keyspace}.benchmarks ("
+        " id text PRIMARY KEY, scenario text, started double, body text)",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.rejects ("
         " day bigint, id timeuuid, time double, source text, reason text, raw blob,"
         " PRIMARY KEY ((day), id)) WITH CLUSTERING ORDER BY (id DESC)",
@@ -150,6 +153,11 @@ class CassandraStore:
             self._read_cl)
         self._delete_dashboard = self._prepare(f"DELETE FROM {ks}.dashboards WHERE id=?",
                                                self._write_cl)
+        self._put_benchmark = self._prepare(
+            f"INSERT INTO {ks}.benchmarks (id, scenario, started, body) VALUES (?, ?, ?, ?)",
+            self._write_cl)
+        self._get_benchmarks = self._prepare(
+            f"SELECT id, scenario, started, body FROM {ks}.benchmarks", self._read_cl)
         self._known_series: set[tuple[str, str]] = set()
 
     def _prepare(self, cql: str, consistency: int):
@@ -303,6 +311,14 @@ class CassandraStore:
 
     def delete_dashboard(self, dashboard_id: str) -> None:
         self.session.execute(self._delete_dashboard, (dashboard_id,))
+
+    def put_benchmark(self, run: BenchmarkRecord) -> None:
+        self.session.execute(self._put_benchmark, (run.id, run.scenario, run.started, run.body))
+
+    def benchmarks(self) -> list[BenchmarkRecord]:
+        rows = self.session.execute(self._get_benchmarks)
+        return sorted((BenchmarkRecord(r.id, r.scenario, r.started, r.body) for r in rows),
+                      key=lambda b: (b.started, b.id))
 
     def apply_retention(self, now: float) -> int:
         """Rows expire by their own TTL; nothing to delete by hand."""

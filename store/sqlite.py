@@ -17,6 +17,7 @@ import orjson
 from store.base import (
     DEFAULT_RETENTION,
     AnnotationRecord,
+    BenchmarkRecord,
     Checkpoint,
     DashboardRecord,
     RejectRecord,
@@ -46,6 +47,9 @@ CREATE TABLE IF NOT EXISTS annotations (
 CREATE TABLE IF NOT EXISTS dashboards (
     id TEXT PRIMARY KEY, owner TEXT NOT NULL, title TEXT NOT NULL, body TEXT NOT NULL,
     shared_role TEXT NOT NULL, updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS benchmarks (
+    id TEXT PRIMARY KEY, scenario TEXT NOT NULL, started REAL NOT NULL, body TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejects (
     id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, source TEXT NOT NULL,
@@ -202,6 +206,17 @@ class SQLiteStore:
     def delete_dashboard(self, dashboard_id: str) -> None:
         with self._lock:
             self._db.execute("DELETE FROM dashboards WHERE id=?", (dashboard_id,))
+
+    def put_benchmark(self, run: BenchmarkRecord) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO benchmarks VALUES (?, ?, ?, ?)",
+                             (run.id, run.scenario, run.started, run.body))
+
+    def benchmarks(self) -> list[BenchmarkRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT id, scenario, started, body FROM benchmarks "
+                                    "ORDER BY started, id").fetchall()
+        return [BenchmarkRecord(*row) for row in rows]
 
     def apply_retention(self, now: float) -> int:
         """Drop rollups past their resolution's retention and rejects past ``rejects_keep_s``
