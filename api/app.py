@@ -11,6 +11,7 @@ from api import (
     alerts,
     analysis,
     annotations,
+    benchmarks,
     dashboards,
     export,
     ingest,
@@ -62,6 +63,8 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(annotations.read_router, dependencies=viewer)
     app.include_router(dashboards.router)  # checks the key itself: it needs the caller's name
     app.include_router(annotations.write_router, dependencies=operator)
+    app.include_router(benchmarks.read_router, dependencies=viewer)
+    app.include_router(benchmarks.write_router, dependencies=operator)
     ui.install(app)
     started = time.monotonic()
 

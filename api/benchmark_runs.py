@@ -65,8 +65,9 @@ def resolution_for(started: float, now: float, retention: dict[int, int] | None)
 
 
 def load(store: RollupStore, trials: Sequence[tuple[float, float]], where: list[str],
-         warmup_s: float = 0.0, resolution: int = 10) -> RunData:
-    """The run's cells from the store (``where`` as in ``/v1/query``)."""
+         warmup_s: float = 0.0, resolution: int = 10, steady: bool = True) -> RunData:
+    """The run's cells from the store (``where`` as in ``/v1/query``); with ``steady``, the
+    windows before the detected steady state of each trial are dropped."""
     filters: list[Filter] = parse_filters(where, DIMS)
     refs = [r for r in store.series("request") if ALL not in r.labels
             and matches(r, DIMS, filters)]
@@ -86,7 +87,7 @@ def load(store: RollupStore, trials: Sequence[tuple[float, float]], where: list[
         means = [by_bucket[b][0] / by_bucket[b][1] if by_bucket.get(b, [0, 0])[1] else math.nan
                  for b in buckets]
         finite = [m for m in means if math.isfinite(m)]
-        drop = st.mser(finite) if len(finite) == len(means) else 0
+        drop = st.mser(finite) if steady and len(finite) == len(means) else 0
         data.dropped.append(drop)
         steady = set(buckets[drop:])
         data.grid.append(buckets[drop:])
@@ -351,3 +352,27 @@ def _slice_filter(name: str) -> Callable[[dict[str, str]], bool]:
     wanted = dict(part.split("=", 1) for part in name.split(","))
     return lambda labels: all(labels[k] == v for k, v in wanted.items())
 
+
+def ab_differences(store: RollupStore, a: list[str], b: list[str], start: float, end: float,
+                   metric: str = "p99", resolution: int = 10, min_requests: int = 100
+                   ) -> list[float]:
+    """Paired per-window log(B / A) of a quantile (or the mean) of two variants that ran at the
+    same time, in time order; windows where either served fewer than ``min_requests`` skipped.
+    Pairing by window cancels what both saw (load, the host)."""
+    sides = [sample(d, range(len(d.cells)))[0] if d.grid else []
+             for d in (load(store, [(start, end)], w, 0.0, resolution, steady=False)
+                       for w in (a, b))]
+    out = []
+    for wa, wb in zip(*sides, strict=True):
+        if min(wa.requests, wb.requests) < min_requests:
+            continue
+        if metric == "mean":
+            va = float(np.average(wa.means, weights=wa.weights))
+            vb = float(np.average(wb.means, weights=wb.weights))
+        else:
+            q = [st.QUANTILES[metric]]
+            va = float(st.merged_quantiles(wa.means, wa.weights, q)[0])
+            vb = float(st.merged_quantiles(wb.means, wb.weights, q)[0])
+        if va > 0 and vb > 0:
+            out.append(math.log(vb / va))
+    return out
