@@ -336,14 +336,31 @@ def root_cause(store: RollupStore, run: RunData, base: RunData,
         a, b = s_run.get(k, 0.0), s_base.get(k, 0.0)
         if abs(a - b) > 0.25 * max(abs(b), 1e-9) and abs(a - b) >= 0.1:
             moved.append({"signal": k, "run": a, "baseline": b})
-    where = [] if culprit.slice == "overall" else [
+    where = carriers(shares) or ([] if culprit.slice == "overall" else [
         {"dimension": k, "value": v} for k, v in
-        (part.split("=", 1) for part in culprit.slice.split(","))]
+        (part.split("=", 1) for part in culprit.slice.split(","))])
     return {"metric": culprit.metric, "slice": culprit.slice, "culprit": where,
             "change": culprit.change, "contributions": shares[:20],
             "slow_threshold_seconds": float(threshold) * 1e-6 if math.isfinite(threshold)
             else None,
             "time": st.time_components(sums["run"], sums["base"]), "signals_moved": moved}
+
+
+# The order carriers are named in: what a user configures and owns first (pool, command),
+# then what usually comes with them (a command's library, a pool's python env).
+CAUSE_ORDER = ("pool", "command", "worker_profile", "python_env", "library", "adapter",
+               "segment", "node")
+
+
+def carriers(shares: list[dict], carry: float = 0.75) -> list[dict]:
+    """Per dimension, the value that carries at least ``carry`` of the extra slow requests:
+    together they name the slice the change lives in."""
+    best: dict[str, dict] = {}
+    for c in shares:
+        if c["share"] >= carry and c["dimension"] not in best:
+            best[c["dimension"]] = c
+    return [{"dimension": d, "value": best[d]["value"], "share": best[d]["share"]}
+            for d in CAUSE_ORDER if d in best]
 
 
 def _slice_filter(name: str) -> Callable[[dict[str, str]], bool]:

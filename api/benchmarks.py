@@ -265,8 +265,11 @@ def compare(run_id: str, services: ServicesDep,
     return report
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{x:+.1%}"
+def _pct(x: float | None, metric: str = "") -> str:
+    """A change as a percentage (the error rate's in percentage points)."""
+    if x is None:
+        return "–"
+    return f"{x * 100:+.2f} pp" if metric == "error_rate" else f"{x:+.1%}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -281,13 +284,15 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         p = "–" if d["p_adjusted"] is None else f"{d['p_adjusted']:.3g}"
         lines.append(f"| {d['slice']} | {d['metric']} | {_num(d['baseline'])} | "
-                     f"{_num(d['run'])} | {_pct(d['change'])} | "
-                     f"{_pct(d['ci'][0])} … {_pct(d['ci'][1])} | {p} | {_pct(d['mde'])} | "
+                     f"{_num(d['run'])} | {_pct(d['change'], d['metric'])} | "
+                     f"{_pct(d['ci'][0], d['metric'])} … {_pct(d['ci'][1], d['metric'])} | {p} | "
+                     f"{_pct(d['mde'], d['metric'])} | "
                      f"{d['verdict']} |")
     rc = report.get("root_cause")
     if rc:
         where = ", ".join(f"{c['dimension']}={c['value']}" for c in rc["culprit"]) or "overall"
-        lines += ["", f"## Root cause: {where} ({rc['metric']} {_pct(rc['change'])})", ""]
+        lines += ["", f"## Root cause: {where} ({rc['metric']} "
+                      f"{_pct(rc['change'], rc['metric'])})", ""]
         t = rc["time"]
         if t.get("grew_most"):
             lines.append(f"Time that grew most: **{t['grew_most']}** (queue wait "

@@ -90,6 +90,9 @@ def block_length(n: int) -> int:
     return max(1, round(n ** (1 / 3)))
 
 
+MIN_BLOCKS = 3  # per side, to judge anything
+
+
 def _blocks(sample: Sample) -> int:
     """The independent pieces a sample is resampled from (blocks, over every trial)."""
     return sum(math.ceil(len(t) / block_length(len(t))) for t in sample if t)
@@ -192,6 +195,8 @@ def compare_samples(name: str, run: Sample, base: Sample, points_run: dict[str, 
     n_run = sum(w.requests for t in run for w in t)
     n_base = sum(w.requests for t in base for w in t)
     judged = [m for m in metrics if _enough(m, n_run, n_base)]
+    if min(_blocks(run), _blocks(base)) < MIN_BLOCKS:
+        judged = []  # too few windows to tell a change from noise
     boot: dict[str, list[float]] = {m: [] for m in judged}
     pooled_run, pooled_base = Pooled(run), Pooled(base)
     full_run = pooled_run.stats(np.ones(len(pooled_run.requests)), judged)
@@ -221,11 +226,9 @@ def compare_samples(name: str, run: Sample, base: Sample, points_run: dict[str, 
         if not math.isfinite(est) or len(reps) < replicates // 2:
             continue
         se = float(reps.std(ddof=1))
-        d.verdict, d.se = "no_change", se
-        if se == 0:
-            d.change, d.p_value, d.mde = _unscale(m, est), 1.0 if est == 0 else 0.0, 0.0
-            d.ci_low = d.ci_high = d.change
+        if se == 0:  # every replicate alike: nothing varies, nothing to test (e.g. no errors)
             continue
+        d.verdict, d.se = "no_change", se
         d.change = _unscale(m, est)
         d.ci_low, d.ci_high = _unscale(m, est - t_crit * se), _unscale(m, est + t_crit * se)
         d.p_value = float(2 * sps.t.sf(abs(est) / se, df))

@@ -104,6 +104,29 @@ def _parser() -> argparse.ArgumentParser:
                      help="emit requests as native Snakepit telemetry envelopes")
     sim.set_defaults(func=_cmd_simulate)
 
+    bench = sub.add_parser("bench", parents=[common],
+                           help="benchmark runs: run a load command as a run of a scenario")
+    bench_sub = bench.add_subparsers(title="bench commands", metavar="ACTION")
+    brun = bench_sub.add_parser("run", parents=[common],
+                                help="mark a run around a load command, wait for its windows, "
+                                     "print run vs baseline")
+    brun.add_argument("--scenario", required=True, help="the scenario's name (runs of one "
+                                                        "scenario are compared)")
+    brun.add_argument("--url", default="", help="API base URL (default from config)")
+    brun.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                      help="git sha, branch, pool config, variant ... (repeat)")
+    brun.add_argument("--warmup", type=float, default=0.0, help="seconds dropped per trial")
+    brun.add_argument("--trials", type=int, default=1, help="times the command is run")
+    brun.add_argument("--where", action="append", default=[], metavar="DIM:VALUE",
+                      help="count only these requests, as /v1/query's where")
+    brun.add_argument("--baseline", default="auto",
+                      help="'auto' (pinned run, else the last runs of branch main) or run id(s)")
+    brun.add_argument("--fail-on-regression", action="store_true",
+                      help="exit 1 when the comparison finds a regression")
+    brun.add_argument("command", nargs=argparse.REMAINDER,
+                      help="-- then the load command and its arguments")
+    brun.set_defaults(func=_cmd_bench_run)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -112,6 +135,24 @@ def _parser() -> argparse.ArgumentParser:
     infra.add_argument("--timeout", type=float, default=240.0, help="seconds to wait for `up`")
     infra.set_defaults(func=_cmd_infra)
     return parser
+
+
+def _cmd_bench_run(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+
+    from snakepit_perf import bench_run
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    labels = dict(x.split("=", 1) for x in args.label if "=" in x)
+    bad = [x for x in args.label if "=" not in x]
+    if not command or bad or args.trials < 1:
+        print("snakepit-perf: bench run needs -- <command>, labels as KEY=VALUE and "
+              "--trials >= 1", file=sys.stderr)
+        return 2
+    url = args.url or f"http://{settings.api.host}:{settings.api.port}"
+    return bench_run.run(url, args.scenario, command, labels, args.warmup, args.trials,
+                         args.where, args.baseline, args.fail_on_regression,
+                         os.environ.get("SNAKEPIT_PERF_KEY"))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

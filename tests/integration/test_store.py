@@ -163,3 +163,16 @@ def test_dashboards_are_saved_replaced_and_deleted(store):
     assert store.dashboards() == [shared, edited]
     store.delete_dashboard("d2")
     assert store.dashboards() == [edited]
+
+
+def test_benchmark_runs_are_kept_oldest_first_and_replaced_by_id(store):
+    from store.base import BenchmarkRecord
+
+    later = BenchmarkRecord("b2", "checkout", T0 + 600, '{"status": "running"}')
+    first = BenchmarkRecord("b1", "checkout", T0, '{"status": "finished"}')
+    store.put_benchmark(later)
+    store.put_benchmark(first)
+    assert store.benchmarks() == [first, later]
+    finished = BenchmarkRecord("b2", "checkout", T0 + 600, '{"status": "finished", "n": 1}')
+    store.put_benchmark(finished)  # finishing a run rewrites its record
+    assert store.benchmarks() == [first, finished]
