@@ -18,7 +18,8 @@ EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 def test_help_lists_exactly_the_commands_that_exist():
     out = subprocess.run([EXE, "--help"], capture_output=True, text=True, check=True).stdout
     listed = re.findall(r"^    (\S+)\s", out, flags=re.MULTILINE)
-    assert listed == ["run", "worker", "api", "export", "store", "keys", "simulate", "infra"]
+    assert listed == ["run", "worker", "api", "export", "store", "keys", "simulate", "bench",
+                      "infra"]
 
 
 def test_run_serves_health_on_the_chosen_port(tmp_path: Path):
