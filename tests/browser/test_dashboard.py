@@ -19,7 +19,7 @@ from tests.browser.conftest import Page, Server, running, wait_js
 from tests.support import requests
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
-         "requests"]
+         "requests", "benchmarks"]
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +359,79 @@ def test_series_folded_by_the_series_limit_are_warned_in_a_banner(browser, tmp_p
             assert page.errors == []
         finally:
             page.context.close()
+
+
+def _pct(v: float | None, metric: str) -> str:
+    """The view's formatting of a change (benchmarks.js ``change``)."""
+    if v is None:
+        return "–"
+    return f"{v * 100:.2f} pp" if metric == "error_rate" else f"{'+' if v >= 0 else ''}{v * 100:.1f}%"
+
+
+def test_benchmarks_view_shows_history_change_points_and_the_comparison(pages, server: Server,
+                                                                        shots):
+    """12 runs of a scenario at yesterday's 16:00 (the simulator's flat load), the last 6 with
+    the default pool 3x slower: the view's history, change point and comparison are the API's."""
+    from simulator.model import Incident, Simulation
+
+    peak = (int(time.time()) // 86400 - 1) * 86400 + 16 * 3600
+    with server.api() as api:
+        ids = []
+        for i in range(12):
+            start = peak + i * 70
+            slow = [Incident("latency_regression", "default", start, start + 60)] if i >= 6 \
+                else []
+            events = list(Simulation(40, start, 60, seed=50 + i, incidents=slow).events())
+            want = sum(1 for e in events if type(e).__name__ == "Request")
+            assert api.post("/v1/events", content=msgspec.json.encode(events), headers={
+                "Content-Type": "application/json"}).status_code == 202
+            q = {"metric": "requests_total", "stat": "count", "from": start, "to": start + 60}
+            wait_js_free(lambda q=q, want=want: sum(
+                p[1] for s in api.get("/v1/query", params=q).json()["series"]
+                for p in s["points"]) == want)
+            r = api.post("/v1/benchmarks", json={
+                "scenario": "nightly", "labels": {"branch": "main", "sha": f"c0ffee{i:02d}"},
+                "from": start, "to": start + 60})
+            assert r.status_code == 201, r.text
+            ids.append(r.json()["id"])
+        cps = api.get("/v1/regressions", params={"scenario": "nightly"}).json()
+        assert api.post(f"/v1/benchmarks/{ids[0]}/pin").status_code == 200  # the baseline
+        runs = {r["id"]: r for r in api.get("/v1/benchmarks",
+                                            params={"scenario": "nightly"}).json()}
+        report = api.get(f"/v1/benchmarks/{ids[-1]}/compare").json()
+    assert [c["index"] for c in cps] == [6]
+    page = pages()
+    page.open("view=benchmarks&scenario=nightly")
+    wait_js(page.page, "() => { const h = document.getElementById('bench-history'); "
+                       "return h && h.__chart; }")
+    page.page.screenshot(path=str(shots / "benchmarks.png"), full_page=True)
+    assert page.errors == []
+    chart = page.page.evaluate("""() => { const h = document.getElementById('bench-history');
+        return {x: [...h.__chart.data[0]], y: [...h.__chart.data[1]], cps: h.changePoints}; }""")
+    ordered = sorted(runs.values(), key=lambda r: r["started"])
+    assert chart["x"] == [r["started"] for r in ordered]
+    assert chart["y"] == [r["results"]["overall"]["p99"] for r in ordered]
+    assert chart["cps"] == cps
+    # The comparison of the newest run (3x slower) against the pinned first one.
+    assert report["verdict"] == "regression" and report["baseline"] == [ids[0]]
+    verdict = page.page.inner_text("#bench-compare p.verdict")
+    assert verdict.startswith("regression")
+    rows = page.page.evaluate("""() => [...document.querySelectorAll('#bench-compare tr')]
+        .slice(1).map((tr) => [...tr.children].map((td) => td.textContent))""")
+    shown = {(r[0], r[1]): r for r in rows}
+    for d in report["differences"]:
+        if d["slice"] == "overall" or d["verdict"] in ("regression", "improvement"):
+            row = shown[(d["slice"], d["metric"])]
+            assert row[4] == _pct(d["change"], d["metric"]) and row[8] == d["verdict"], row
+    assert len(shown) == sum(1 for d in report["differences"] if d["slice"] == "overall"
+                             or d["verdict"] in ("regression", "improvement"))
+    cause = page.page.inner_text("#bench-compare .root-cause")
+    culprit = ", ".join(f"{c['dimension']}={c['value']}" for c in report["root_cause"]["culprit"])
+    assert f"Where: {culprit}" in cause and "pool=default" in culprit
+
+
+def wait_js_free(predicate, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)

@@ -2,6 +2,7 @@
 import { ApiError, get, liveSocket, send, setApiKey } from "./api.js";
 import { durationSeconds, fmt, stepFor } from "./format.js";
 import { download, drawChart, loadPanel, panelElement, showEmpty } from "./panel.js";
+import { benchmarksView } from "./benchmarks.js";
 import { correlationTable, poolsTable, requestsTable, workersTable } from "./tables.js";
 import { VIEWS } from "./views.js";
 
@@ -15,7 +16,8 @@ function state() {
   const q = new URLSearchParams(location.hash.slice(1));
   return { view: q.get("view") || (q.get("dash") ? "" : "overview"), dash: q.get("dash") || "",
     range: q.get("range") || "", from: Number(q.get("from")) || null, to: Number(q.get("to")) || null,
-    where: q.getAll("where"), live: q.get("live") === "1" };
+    where: q.getAll("where"), live: q.get("live") === "1",
+    scenario: q.get("scenario") || "", run: q.get("run") || "" };
 }
 
 function go(changes) {
@@ -25,6 +27,8 @@ function go(changes) {
   if (s.from && s.to) { q.set("from", s.from); q.set("to", s.to); } else if (s.range) q.set("range", s.range);
   for (const w of s.where) q.append("where", w);
   if (s.live) q.set("live", "1");
+  if (s.view === "benchmarks" && s.scenario) q.set("scenario", s.scenario);
+  if (s.view === "benchmarks" && s.run) q.set("run", s.run);
   location.hash = q.toString();
 }
 
@@ -183,6 +187,7 @@ async function render() {
     table.remake = makeTable;
     grid.append(table);
   }
+  if (view.special === "benchmarks") grid.append(...await benchmarksView({ ...s, go }));
   if (gen !== app.generation) return;
   if (view.alerts) {
     const panel = await alertsPanel();

@@ -58,7 +58,7 @@ export function table(columns, rows, { sortBy, onRow, highlight } = {}) {
   return el;
 }
 
-function section(title, hint) {
+export function section(title, hint) {
   const el = document.createElement("section");
   el.className = "panel";
   el.style.gridColumn = "span 12";
@@ -69,7 +69,7 @@ function section(title, hint) {
   return el;
 }
 
-function empty(text) {
+export function empty(text) {
   const p = document.createElement("div");
   p.className = "empty";
   p.textContent = text;

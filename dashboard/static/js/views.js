@@ -66,6 +66,7 @@ export const VIEWS = {
   },
   correlations: { name: "Correlations", special: "correlations" },
   requests: { name: "Requests", special: "requests" },
+  benchmarks: { name: "Benchmarks", special: "benchmarks" },
 };
 
 // Signals the correlation view lines up against P99 latency (metric:stat).
