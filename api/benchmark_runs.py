@@ -295,7 +295,8 @@ def compare(store: RollupStore, run: RunData, base: RunData, method: Methodology
 
 
 _METHOD = ("moving-block bootstrap over windows (blocks of n^(1/3) windows; trials resampled "
-           "first when there are several), normal interval on the log ratio, Holm-corrected")
+           "first when there are several), Student's t on the log ratio with a degree of "
+           "freedom per block, Holm-corrected")
 
 
 def _out(d: st.Difference) -> dict:

@@ -13,11 +13,12 @@ Why these methods:
   per block (a run holds only a few dozen), the minimum detectable effect is
   ``(t(1 - alpha/2) + t(0.8)) * se`` (80 % power). Every comparison of a report is
   corrected together (Holm), so judging 6 metrics on 20 slices does not inflate false alarms.
-- **Root cause: the slice, then the bookkeeping.** The culprit is the regressed slice with the
-  strongest evidence (largest change / standard error; at equal evidence the one naming more
-  dimensions). The contribution table counts, per dimension value, the extra requests slower
-  than the culprit's baseline percentile (additive, unlike percentiles); the mean request time
-  splits exactly into queue wait, Python time and the rest of the Elixir overhead.
+- **Root cause: bookkeeping of slow requests.** The regressed slice with the strongest evidence
+  (change / standard error) sets a threshold, its baseline percentile; per dimension value, the
+  run's requests beyond it minus what that value had in the baseline add up to the total excess,
+  so each value's share is exact (percentiles are not additive); the values carrying most of it
+  name the culprit. The mean request time splits exactly into queue wait, Python time and the
+  rest of the Elixir overhead.
 - **History: E-Divisive means** (Matteson and James 2014, as used by MongoDB and Apache Otava):
   the energy distance picks the best split, a permutation test keeps it or stops, recursively.
 - **A/B: mSPRT** (Johari et al. 2017) on paired per-window log-percentile differences of two
