@@ -64,6 +64,10 @@ class RunIn(BaseModel):
     end: str | float | None = Field(None, alias="to")
     trials: list[Trial] | None = Field(
         None, max_length=100, description="instead of from/to: each trial's [from, to)")
+    annotation: str | None = Field(
+        None, max_length=200, description="instead of from/to: the title of an annotation "
+        "with an end time (its range), or of two annotations (the last pair: start, end), "
+        "in the last 7 days")
     where: list[str] = Field(default_factory=list, max_length=20,
                              description="filters of the requests that count, as /v1/query")
     methodology: MethodologyIn = Field(default_factory=MethodologyIn)
@@ -129,6 +133,18 @@ def _check(trials: list[list[float]]) -> None:
                           f"than `from`, by at most {MAX_TRIAL_S} s", param="to")
 
 
+def _annotated(services: Services, title: str) -> list[float]:
+    """The range an annotation marks: its own span, or the last two with that title."""
+    now = time.time()
+    marks = [a for a in services.store.annotations(now - 7 * 86400, now) if a.title == title]
+    if marks and marks[-1].end_time is not None:
+        return [marks[-1].time, marks[-1].end_time]
+    if len(marks) >= 2:
+        return [marks[-2].time, marks[-1].time]
+    raise Problem(404, "No such annotation", f"no annotation titled {title!r} with an end time, "
+                  f"nor two of them, in the last 7 days", param="annotation")
+
+
 @write_router.post("/v1/benchmarks", status_code=201,
                    summary="Start a benchmark run, or record a past range (from/to) as a "
                            "finished one")
@@ -143,6 +159,8 @@ def start_run(body: RunIn, services: ServicesDep) -> dict[str, Any]:
                       param="to")
     if body.start is not None:
         trials = [[_range(body.start, "from"), _range(body.end, "to")]]
+    if body.annotation is not None:
+        trials = [_annotated(services, body.annotation)]
     _check(trials or [])
     now = time.time()
     run = {"id": secrets.token_hex(8), "scenario": body.scenario, "labels": body.labels,
@@ -244,6 +262,9 @@ def compare_runs(services: Services, run: dict[str, Any], base: list[dict[str, A
         fp = (b.get("results") or {}).get("fingerprint", {})
         diffs += [{"key": k, "run": fp_run.get(k), "baseline": fp.get(k), "baseline_run": b["id"]}
                   for k in sorted(set(fp) | set(fp_run)) if fp.get(k) != fp_run.get(k)]
+        diffs += [{"key": f"methodology.{k}", "run": v, "baseline": b["methodology"].get(k),
+                   "baseline_run": b["id"]}
+                  for k, v in run["methodology"].items() if b["methodology"].get(k) != v]
     return {"run": run["id"], "baseline": [b["id"] for b in base], "scenario": run["scenario"],
             "resolution": res, "fingerprint_differences": diffs, **report}
 
@@ -304,7 +325,7 @@ def markdown(report: dict[str, Any]) -> str:
         for s in rc["signals_moved"]:
             lines.append(f"- signal {s['signal']}: {s['baseline']:.3g} → {s['run']:.3g}")
     for f in report["fingerprint_differences"]:
-        lines.append(f"- fingerprint differs: {f['key']}: {f['baseline']} → {f['run']}")
+        lines.append(f"- differs from {f['baseline_run']}: {f['key']}: {f['baseline']} → {f['run']}")
     return "\n".join(lines) + "\n"
 
 
@@ -361,7 +382,7 @@ def ab(services: ServicesDep,
         raise Problem(400, "Invalid A/B query", str(exc), param=exc.param) from exc
     diffs = br.ab_differences(services.store, a, b, t0, t1, metric)
     seq = st.msprt(diffs, alpha=alpha)
-    windows_a = br.load(services.store, [(t0, t1)], a, 0.0, 10, steady=False)
+    windows_a = br.load(services.store, [(t0, t1)], a, 0.0, 60, steady=False)
     requests = sum(c.requests for c in windows_a.cells)
     per_window = requests / max(len(windows_a.grid[0]) if windows_a.grid else 1, 1)
     if seq.significant:
@@ -370,11 +391,12 @@ def ab(services: ServicesDep,
         status = (f"B is {abs(seq.ratio - 1):.0%} ± {half:.0%} {faster} at {metric}, "
                   f"significant")
     elif seq.more_windows_needed is None:
-        status = f"not enough data yet (need at least {10 - seq.windows} more windows)"
+        status = (f"not enough data yet (need at least {st.MIN_WINDOWS - seq.windows} more minutes with "
+                  f"both variants)")
     else:
         more = seq.more_windows_needed * per_window
         status = f"no difference yet (need ~{math.ceil(more):,} more requests per variant)"
-    return {"a": a, "b": b, "metric": metric, "windows": seq.windows, "ratio": seq.ratio,
+    return {"a": a, "b": b, "metric": metric, "minutes": seq.windows, "ratio": seq.ratio,
             "ci": [seq.ci_low, seq.ci_high], "p_value": seq.p_value,
             "significant": seq.significant, "status": status,
-            "method": "mSPRT, normal mixture (tau 0.1) on paired per-10 s-window log ratios"}
+            "method": "mSPRT, normal mixture (tau 0.1) on paired per-minute log ratios"}

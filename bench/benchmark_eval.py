@@ -146,17 +146,17 @@ def history(runs: Runs, flat: list[float]) -> None:
 
 
 def ab(runs: Runs, pairs: int) -> None:
-    print("\n## A/B: sequential test, looked at after every window")
+    print("\n## A/B: sequential test on paired minutes, looked at after every minute")
     for label, factor in (("true 10 % difference (B slower)", 1.10), ("no difference", 1.0)):
         right = wrong = 0
         for i in range(pairs):
             specs = pools()
             specs[1].commands = [dataclasses.replace(c, median_ms=c.median_ms * factor)
                                  for c in specs[1].commands]
-            t0, t1 = simulate(runs.store, runs.day, 30000 + i, specs, seconds=600, rate=200.0)
+            t0, t1 = simulate(runs.store, runs.day, 40000 + i, specs, seconds=600, rate=200.0)
             runs.day += 1
             diffs = br.ab_differences(runs.store, ["pool:blue"], ["pool:green"], t0, t1, "p99")
-            looks = [st.msprt(diffs[:n]) for n in range(10, len(diffs) + 1)]
+            looks = [st.msprt(diffs[:n]) for n in range(1, len(diffs) + 1)]
             if factor == 1.0:
                 wrong += any(s.significant for s in looks)
             else:

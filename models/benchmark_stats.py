@@ -438,6 +438,9 @@ def mser(values: Sequence[float]) -> int:
 # --- A/B ---------------------------------------------------------------------------------------
 
 
+MIN_WINDOWS = 8  # paired windows before an A/B test may declare anything
+
+
 @dataclass
 class Sequential:
     """The state of an mSPRT on paired differences (B - A, in log units)."""
@@ -452,7 +455,8 @@ class Sequential:
     more_windows_needed: int | None  # to resolve the current estimate (or ``effect``)
 
 
-def msprt(diffs: Sequence[float], alpha: float = 0.05, tau: float = 0.1, min_windows: int = 10,
+def msprt(diffs: Sequence[float], alpha: float = 0.05, tau: float = 0.1,
+          min_windows: int = MIN_WINDOWS,
           effect: float = 0.05) -> Sequential:
     """An mSPRT with a normal mixture N(0, tau^2) over the mean of ``diffs``; the variance is
     the running sample variance. The p-value is the running minimum of 1/Lambda, so it never
@@ -461,14 +465,16 @@ def msprt(diffs: Sequence[float], alpha: float = 0.05, tau: float = 0.1, min_win
     x = np.asarray([d for d in diffs if math.isfinite(d)], dtype=float)
     n = len(x)
     p = 1.0
-    for i in range(min_windows, n + 1):
-        s2 = float(x[:i].var(ddof=1))
-        if s2 <= 0:
-            continue
-        ybar = float(x[:i].mean())
-        v = s2 + i * tau ** 2
-        log_lambda = 0.5 * math.log(s2 / v) + i * i * tau ** 2 * ybar ** 2 / (2 * s2 * v)
-        p = min(p, math.exp(-log_lambda) if log_lambda > 0 else 1.0)
+    if n >= max(2, min_windows):  # Lambda after each difference from min_windows on, at once
+        i = np.arange(max(2, min_windows), n + 1, dtype=float)
+        ybar_i = np.cumsum(x)[i.astype(int) - 1] / i
+        s2_i = (np.cumsum(x * x)[i.astype(int) - 1] - i * ybar_i ** 2) / (i - 1)
+        ok = s2_i > 1e-300
+        s2_i, ybar_i, i = s2_i[ok], ybar_i[ok], i[ok]
+        v = s2_i + i * tau ** 2
+        log_lambda = 0.5 * np.log(s2_i / v) + i * i * tau ** 2 * ybar_i ** 2 / (2 * s2_i * v)
+        if len(log_lambda) and log_lambda.max() > 0:
+            p = math.exp(-float(log_lambda.max()))
     if n < max(2, min_windows):
         return Sequential(n, float(x.mean()) if n else None, None, None, None, 1.0, False, None)
     ybar, s2 = float(x.mean()), float(x.var(ddof=1))

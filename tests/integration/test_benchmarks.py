@@ -132,6 +132,20 @@ def test_auto_baseline_is_the_branch_then_the_pinned_run(api, runs):
     assert [r["id"] for r in listed] == [runs["same"]["id"], runs["base"]["id"]]
 
 
+def test_a_run_recorded_from_an_annotation_pair_is_the_range_they_mark(api, runs):
+    for t in (PEAK - 700, PEAK - 700 + SECONDS):
+        r = api.post("/v1/annotations", json={"type": "annotation", "time": t,
+                                               "kind": "load_test", "title": "nightly load"})
+        assert r.status_code == 201, r.text
+    run = api.post("/v1/benchmarks", json={"scenario": "checkout", "annotation": "nightly load",
+                                           "methodology": {"warmup_s": 30}})
+    assert run.status_code == 201, run.text
+    assert run.json()["trials"] == [[PEAK - 700, PEAK - 700 + SECONDS]]
+    assert run.json()["results"]["overall"] == runs["base"]["results"]["overall"]
+    missing = api.post("/v1/benchmarks", json={"scenario": "checkout", "annotation": "nope"})
+    assert missing.status_code == 404 and missing.json()["param"] == "annotation"
+
+
 def test_runs_of_other_scenarios_are_not_compared_and_bad_runs_are_refused(api, runs):
     other = record(api, PEAK - 700, "main", scenario="search")
     r = api.get(f"/v1/benchmarks/{other['id']}/compare", params={"baseline": runs["base"]["id"]})
