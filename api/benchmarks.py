@@ -218,7 +218,8 @@ def list_runs(services: ServicesDep, scenario: str | None = None,
 def get_run(run_id: str, services: ServicesDep) -> dict[str, Any]:
     run = _find(services, run_id)
     if run["status"] == "running":  # results so far
-        live = dict(run, trials=[[run["started"], time.time()]])
+        live = dict(run, trials=[[run["started"],
+                                  min(time.time(), run["started"] + MAX_TRIAL_S)]])
         run["results"] = br.results(services.store, _load(services, live),
                                     run["fingerprint"], run["methodology"]["slices"])
     return run
