@@ -49,7 +49,7 @@ def run(url: str, scenario: str, command: list[str], labels: dict[str, str],
                 print(f"snakepit-perf: trial {trial + 1}: {shlex.join(command)} exited {code}",
                       file=sys.stderr)
                 return code
-        _settle(client, ranges, where, settle_s)
+        settle(client, ranges, where, settle_s)
         finished = _ok(client.post(f"/v1/benchmarks/{run_id}/finish", json={"trials": ranges}))
         overall = finished["results"]["overall"]
         print(f"finished: {overall['requests']:.0f} requests, p99 "
@@ -77,8 +77,8 @@ def _ok(response: httpx.Response) -> Any:
     return response.json()
 
 
-def _settle(client: httpx.Client, ranges: list[list[float]], where: list[str],
-            settle_s: float) -> None:
+def settle(client: httpx.Client, ranges: list[list[float]], where: list[str],
+           settle_s: float = 15.0) -> None:
     """Until the last trial's windows are stored: past its end by ``settle_s`` (the engine's
     lateness and flush), then until the request count over every trial stops changing."""
     time.sleep(max(0.0, ranges[-1][1] + settle_s - time.time()))

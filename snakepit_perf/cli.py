@@ -127,6 +127,27 @@ def _parser() -> argparse.ArgumentParser:
                       help="-- then the load command and its arguments")
     brun.set_defaults(func=_cmd_bench_run)
 
+    gate = sub.add_parser("gate", parents=[common],
+                          help="pass (0) or fail (1) a pipeline on SLA and regression rules; "
+                               "2: could not judge")
+    gate.add_argument("--url", default="", help="API base URL (default from config)")
+    gate.add_argument("--rule", action="append", default=[], metavar="RULE",
+                      help="p99<250ms, p(95)<200 (ms), error_rate<0.01, throughput>500/s, "
+                           "p99{pool=gpu}<1s, regression(p99)<5%% (repeat)")
+    gate.add_argument("--rules", type=Path, metavar="FILE", help='TOML: rules = ["p99<250ms"]')
+    gate.add_argument("--from", dest="start", metavar="T", help="RFC 3339 or epoch seconds")
+    gate.add_argument("--to", dest="end", metavar="T")
+    gate.add_argument("--where", action="append", default=[], metavar="DIM:VALUE")
+    gate.add_argument("--run", help="a benchmark run: its windows are the range, and "
+                                    "regression rules compare it with its baseline")
+    gate.add_argument("--baseline", default="auto", help="'auto' or run id(s)")
+    gate.add_argument("--wait", action="store_true",
+                      help="first wait until the range's last windows are stored")
+    gate.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
+    gate.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
+    gate.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
+    gate.set_defaults(func=_cmd_gate)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -153,6 +174,18 @@ def _cmd_bench_run(args: argparse.Namespace, settings: config.Settings) -> int:
     return bench_run.run(url, args.scenario, command, labels, args.warmup, args.trials,
                          args.where, args.baseline, args.fail_on_regression,
                          os.environ.get("SNAKEPIT_PERF_KEY"))
+
+
+def _cmd_gate(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+
+    from snakepit_perf import gate
+
+    url = args.url or f"http://{settings.api.host}:{settings.api.port}"
+    return gate.run(url, os.environ.get("SNAKEPIT_PERF_KEY"), args.rule, args.rules,
+                    args.start, args.end, args.where, args.run, args.baseline,
+                    {"junit": args.junit, "markdown": args.markdown, "json": args.json},
+                    args.wait)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

@@ -188,3 +188,47 @@ def test_bench_run_wraps_a_load_command_and_fails_on_a_regression(api, runs, tmp
     assert latest["status"] == "finished" and latest["labels"] == {"branch": "feature"}
     assert latest["fingerprint"]["cores"].isdigit()
     assert latest["results"]["overall"]["requests"] > 1000
+
+
+def gate(api: httpx.Client, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([kh.EXE, "gate", "--url", str(api.base_url).rstrip("/"), *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_gate_passes_the_baseline_fails_a_regression_and_says_when_it_cannot_judge(
+        api, runs, tmp_path: Path):
+    from junitparser import JUnitXml
+
+    start = PEAK - 700
+    ok = gate(api, "--from", str(start), "--to", str(start + SECONDS), "--rule", "p99<10s",
+              "--rule", "error_rate<0.05", "--rule", "p(95){pool=gpu}<5000")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "**passed**" in ok.stdout
+
+    junit, md = tmp_path / "gate.xml", tmp_path / "gate.md"
+    bad = gate(api, "--run", runs["slow"]["id"], "--baseline", runs["base"]["id"],
+               "--rule", "regression(p99)<5%", "--rule", "error_rate<0.5",
+               "--junit", str(junit), "--markdown", str(md), "--json", str(tmp_path / "g.json"))
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    suite = next(iter(JUnitXml.fromfile(str(junit))))
+    assert (suite.tests, suite.failures) == (2, 1)
+    failed = [c for c in suite if not c.is_passed]
+    assert failed[0].name == "regression(p99)<5%" and "baseline:" in failed[0].result[0].text
+    text = md.read_text()
+    assert "`regression(p99)<5%` | **fail**" in text and " … " in text
+    assert orjson_loads(tmp_path / "g.json")["passed"] is False
+
+    for args, reason in (
+            (["--from", "1000000000", "--to", "1000000600", "--rule", "p99<1s"], "no requests"),
+            (["--run", runs["base"]["id"], "--rule", "regression(p99)<5%", "--baseline",
+              "nope"], "no comparison"),
+            (["--from", str(start), "--to", str(start + 60), "--rule", "p99 < fast"], "rule")):
+        out = gate(api, *args)
+        assert out.returncode == 2 and reason in out.stderr, out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+
+
+def orjson_loads(path: Path):
+    import orjson
+
+    return orjson.loads(path.read_bytes())
