@@ -262,6 +262,10 @@ class Engine:
         return [Rollup(*key, Aggregate.from_bytes(self.late_held[key].to_bytes()), late=True,
                        tag=tag) for key in sorted(changed)]
 
+    def late_unwritten(self) -> bool:
+        """Whether late events wait to be written (folded or not) by :meth:`held_late`."""
+        return bool(self.late_raw or self.late_raw_others or self.late_changed)
+
     def rewrite_held_late(self) -> None:
         """The last :meth:`held_late` was not stored: the next one returns every key."""
         self.late_changed = set(self.late_held)

@@ -147,7 +147,7 @@ class FaustWorker:
             self._commit_lock = asyncio.Lock()
         return self._commit_lock
 
-    async def _commit(self) -> bool:
+    async def _commit(self, paced: bool = True) -> bool:
         """Store rollups and checkpoints, then acknowledge the events they cover.
 
         The commit is taken from the engines at one instant (a snapshot, CPU only) and written
@@ -157,7 +157,7 @@ class FaustWorker:
         async with self._committing():
             async with self._engines():
                 started = time.monotonic()
-                batch = self.partitions.prepare(paced=True)
+                batch = self.partitions.prepare(paced=paced)
                 held, self._held = self._held, []
                 self._dirty = False
                 took = time.monotonic() - started
@@ -231,7 +231,7 @@ class FaustWorker:
         try:
             while not should_stop() and not self.app.should_stop:
                 await asyncio.sleep(0.05)
-            await self._commit()
+            await self._commit(paced=False)  # the last one: every late delta held, too
         finally:
             self._stopping = True
             await self.app.stop()

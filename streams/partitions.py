@@ -152,8 +152,11 @@ class Partitions:
         holding the engines and write it on another thread while the engines go on. ``paced``
         (a worker's periodic commits): the open group's late deltas at most every
         ``LATE_EVERY_S`` (streams.engine)."""
+        # a partition whose late deltas a paced commit deferred is dirty too: with no new
+        # message they would otherwise wait, unwritten, for the next one
         dirty = {p: s for p, s in self.held.items()
-                 if s.dirty and (partitions is None or p in partitions)}
+                 if (s.dirty or s.engine.late_unwritten())
+                 and (partitions is None or p in partitions)}
         if not dirty and not self._pending_rejects:
             return None
         batch = CommitBatch(self._pending_rejects)

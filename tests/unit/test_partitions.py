@@ -109,3 +109,41 @@ def test_a_write_that_fails_while_the_engines_go_on_loses_nothing(tmp_path):
     assert parts.commit() == {0: 40}
     assert _rollup_rows(store) == _rollup_rows(reference) != []
     assert store.load_checkpoint("g:t:0").state == reference.load_checkpoint("g:t:0").state
+
+
+def test_late_deltas_held_by_a_paced_commit_are_written_once_the_stream_is_quiet(
+        tmp_path, monkeypatch):
+    """A paced commit defers the open group's late deltas; a later commit with no new message
+    must still write them (else they wait, invisible, for the next message), and so must the
+    worker's last one on the way out."""
+    import time
+
+    import streams.engine as engine_module
+
+    store = SQLiteStore(tmp_path / "d.sqlite3")
+    parts = Partitions(store, "t", "g", dead_letter=lambda *a: None)
+    events = requests(2000, 120)
+    parts.handle(0, 0, msgspec.json.encode(events[1000:]))  # the later minute first
+    late = events[:1000]  # then the earlier one: late
+    parts.handle(0, 1, msgspec.json.encode(late[:500]))
+    batch = parts.prepare(paced=True)
+    parts.write(batch)
+    parts.handle(0, 2, msgspec.json.encode(late[500:]))
+
+    def stored() -> float:  # the first minute's 10 s rows (all closed: its events are late)
+        refs = [r for r in store.series("request") if r.labels[0] == "__all__"]
+        return sum(r.agg.counters.get("requests", 0)
+                   for r in store.read(refs, 10, int(late[0].time) // 10 * 10,
+                                       int(late[-1].time) // 10 * 10))
+
+    batch = parts.prepare(paced=True)  # within LATE_EVERY_S of the last: deferred
+    if batch is not None:
+        parts.write(batch)
+    deferred = stored()
+    clock = time.monotonic() + engine_module.LATE_EVERY_S + 1
+    monkeypatch.setattr("streams.partitions.time.monotonic", lambda: clock)
+    batch = parts.prepare(paced=True)  # no new message since
+    assert batch is not None
+    parts.write(batch)
+    whole = sum(1 for e in late if e.time < int(late[-1].time) // 10 * 10)
+    assert deferred < whole == stored()
