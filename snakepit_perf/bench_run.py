@@ -29,19 +29,19 @@ def fingerprint() -> dict[str, str]:
 
 
 def run(url: str, scenario: str, command: list[str], labels: dict[str, str],
-        warmup_s: float, trials: int, where: list[str], baseline: str,
+        methodology: dict[str, Any], where: list[str], baseline: str,
         fail_on_regression: bool, key: str | None, settle_s: float = 15.0,
         out=sys.stdout) -> int:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
         created = _ok(client.post("/v1/benchmarks", json={
             "scenario": scenario, "labels": labels, "where": where,
-            "methodology": {"warmup_s": warmup_s, "trials": trials},
+            "methodology": methodology,
             "fingerprint": fingerprint()}))
         run_id = created["id"]
         print(f"benchmark run {run_id} ({scenario}) started", file=out)
         ranges: list[list[float]] = []
-        for trial in range(trials):
+        for trial in range(methodology.get("trials", 1)):
             t0 = time.time()
             code = subprocess.call(command)
             ranges.append([t0, time.time()])

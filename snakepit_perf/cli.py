@@ -102,6 +102,13 @@ def _parser() -> argparse.ArgumentParser:
                           "error_burst, crash_loop, memory_leak, queue_saturation")
     sim.add_argument("--native", action="store_true",
                      help="emit requests as native Snakepit telemetry envelopes")
+    sim.add_argument("--serve", type=int, metavar="PORT",
+                     help="instead: serve /call/<command> on PORT as an app in front of the "
+                          "simulated pools (queueing for real), for Locust or k6 to load; "
+                          "telemetry of each call goes to --url")
+    sim.add_argument("--slow", action="append", default=[], metavar="COMMAND:FACTOR",
+                     help="with --serve: that command's service time times FACTOR")
+    sim.add_argument("--pool-size", type=int, help="with --serve: workers per pool")
     sim.set_defaults(func=_cmd_simulate)
 
     bench = sub.add_parser("bench", parents=[common],
@@ -121,6 +128,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="count only these requests, as /v1/query's where")
     brun.add_argument("--baseline", default="auto",
                       help="'auto' (pinned run, else the last runs of branch main) or run id(s)")
+    brun.add_argument("--metric", action="append", default=[],
+                      choices=["p50", "p95", "p99", "p99.9", "throughput", "error_rate"],
+                      help="metrics judged (repeat; default all)")
+    brun.add_argument("--slice", action="append", default=[], metavar="DIM",
+                      help="dimensions judged one by one (repeat, at most 2; default pool, "
+                           "command)")
     brun.add_argument("--fail-on-regression", action="store_true",
                       help="exit 1 when the comparison finds a regression")
     brun.add_argument("command", nargs=argparse.REMAINDER,
@@ -171,8 +184,13 @@ def _cmd_bench_run(args: argparse.Namespace, settings: config.Settings) -> int:
               "--trials >= 1", file=sys.stderr)
         return 2
     url = args.url or f"http://{settings.api.host}:{settings.api.port}"
-    return bench_run.run(url, args.scenario, command, labels, args.warmup, args.trials,
-                         args.where, args.baseline, args.fail_on_regression,
+    method = {"warmup_s": args.warmup, "trials": args.trials}
+    if args.metric:
+        method["metrics"] = args.metric
+    if args.slice:
+        method["slices"] = args.slice
+    return bench_run.run(url, args.scenario, command, labels, method, args.where,
+                         args.baseline, args.fail_on_regression,
                          os.environ.get("SNAKEPIT_PERF_KEY"))
 
 
@@ -325,6 +343,19 @@ def _cmd_keys(args: argparse.Namespace, settings: config.Settings) -> int:
 def _cmd_simulate(args: argparse.Namespace, settings: config.Settings) -> int:
     from simulator.run import drive
 
+    if args.serve is not None:
+        from simulator.serve import serve
+
+        if not args.url:
+            print("snakepit-perf: --serve sends its telemetry to --url", file=sys.stderr)
+            return 2
+        try:
+            slow = {c: float(f) for c, f in (x.rsplit(":", 1) for x in args.slow)}
+            serve(args.serve, args.url, slow, args.pool_size)
+        except ValueError as exc:
+            print(f"snakepit-perf: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if args.url:
         from sdk.http import HttpSender
 

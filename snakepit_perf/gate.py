@@ -178,11 +178,14 @@ class Judge:
         change = d["change"]
         worse = -change if rule.stat == "throughput" else change
         failed = d["verdict"] == "regression" and worse > rule.threshold
-        return Verdict(rule, not failed, d["run"],
-                       f"{rule.stat} {_pct(change)} vs baseline "
-                       f"{', '.join(self._report['baseline'])} ({d['verdict']}, p "
-                       f"{_p(d['p_adjusted'])})",
-                       d["baseline"], tuple(d["ci"]))
+        detail = (f"{rule.stat} {_pct(change)} vs baseline "
+                  f"{', '.join(self._report['baseline'])} ({d['verdict']}, p "
+                  f"{_p(d['p_adjusted'])})")
+        cause = self._report.get("root_cause")
+        if failed and cause and cause["culprit"]:
+            detail += "; root cause: " + ", ".join(
+                f"{c['dimension']}={c['value']}" for c in cause["culprit"])
+        return Verdict(rule, not failed, d["run"], detail, d["baseline"], tuple(d["ci"]))
 
 
 def _detail(r: httpx.Response) -> str:

@@ -1,0 +1,16 @@
+"""A Locust test of the app `snakepit-perf simulate --serve` stands in for: two commands of the
+default pool, predict twice as often as embed."""
+
+from locust import HttpUser, constant, task
+
+
+class Caller(HttpUser):
+    wait_time = constant(0.02)
+
+    @task(2)
+    def predict(self) -> None:
+        self.client.get("/call/predict", name="predict")
+
+    @task(1)
+    def embed(self) -> None:
+        self.client.get("/call/embed", name="embed")
