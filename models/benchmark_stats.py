@@ -87,11 +87,13 @@ def sample_stats(windows: Sequence[Window], metrics: Sequence[str]) -> dict[str,
     return out
 
 
-def block_length(n: int) -> int:
-    return max(1, round(n ** (1 / 3)))
-
-
 MIN_BLOCKS = 3  # per side, to judge anything
+
+
+def block_length(n: int) -> int:
+    """n^(1/3) windows per block, but never so long that fewer than ``MIN_BLOCKS`` blocks
+    remain (4 windows in blocks of 2 would be 2 blocks: less judgeable than 3 windows)."""
+    return max(1, min(round(n ** (1 / 3)), n // MIN_BLOCKS))
 
 
 def _blocks(sample: Sample) -> int:

@@ -67,6 +67,15 @@ def test_too_few_windows_judge_nothing():
     assert {x.verdict for x in d.values()} == {"not_enough_data"}
 
 
+@pytest.mark.parametrize("n", [3, 4, 5, 6, 8])
+def test_a_few_windows_more_never_judge_less(n: int):
+    """Steady-state detection may leave any count from 3 windows up; each is judged (blocks of
+    2 would leave 4 windows only 2 blocks, under the minimum)."""
+    rng = np.random.default_rng(n)
+    d = compare(windows(rng, n=n, scale=2.0), windows(rng, n=n))
+    assert d["p50"].verdict == "regression", d["p50"]
+
+
 def test_holm_keeps_order_and_needs_the_effect_size():
     ds = [st.Difference("s", "p99", 1, 1, 0.10, 0, 0, p, None) for p in (0.001, 0.02, 0.03)]
     ds.append(st.Difference("s", "p50", 1, 1, 0.01, 0, 0, 0.0001, None))  # significant, tiny
