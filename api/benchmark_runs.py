@@ -192,6 +192,43 @@ def results(store: RollupStore, data: RunData, fingerprint: dict[str, str],
     }
 
 
+def client_results(store: RollupStore, trials: Sequence[tuple[float, float]], run_id: str,
+                   resolution: int) -> dict[str, dict] | None:
+    """What the load generator saw (Locust, k6) over the run's trials, per tool and request
+    name: its requests tagged with this run, and untagged ones inside the trials. Beside the
+    server's view: their gap is the network and the app in front of Snakepit."""
+    dims = FAMILIES["client"]
+    refs = [r for r in store.series("client") if r.labels[dims.index("run_id")] in ("", run_id)]
+    merged: dict[str, tuple[Dist, float]] = {}
+    for t0, t1 in trials:
+        lo, hi = math.floor(t0 / resolution) * resolution, math.ceil(t1 / resolution) * resolution
+        for r in store.read(refs, resolution, lo, hi, ("duration_us",)):
+            d = r.agg.dists.get("duration_us")
+            if d is None or d.count == 0:
+                continue
+            labels = dict(zip(dims, r.series.labels, strict=True))
+            for key in ("overall", f"{labels['tool']} {labels['name']}"):
+                have = merged.get(key)
+                errors = r.agg.counters.get("errors", 0.0)
+                if have is None:
+                    merged[key] = (d.copy(), errors)
+                else:
+                    have[0].merge(d)
+                    merged[key] = (have[0], have[1] + errors)
+    if not merged:
+        return None
+    out = {}
+    for key, (d, errors) in sorted(merged.items()):
+        row: dict[str, float | None] = {"requests": d.count, "errors": errors,
+                                        "error_rate": errors / d.count,
+                                        "mean": d.sum / d.count * 1e-6}
+        for name, q in st.QUANTILES.items():
+            v = d.quantile(q)
+            row[name] = None if v is None else v * 1e-6
+        out[key] = row
+    return out
+
+
 def noise(data: RunData) -> dict[str, float | None]:
     """Spread of the P99 across windows and, with several trials, across trials (CV)."""
     all_windows = [w for t in sample(data, range(len(data.cells))) for w in t]

@@ -98,4 +98,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     _gauge("python_memory_bytes", "python", "memory_bytes", "bytes", "Python worker memory (R5.4)"),
     _counter("native_events_total", "native", "events",
              "Snakepit events kept by name (those with no canonical type, and unknown names)"),
+    _dist("client_request_duration_seconds", "client", "duration_us",
+          "latency the load generator observed (Locust, k6), beside the server's (R14.1)"),
+    _counter("client_requests_total", "client", "requests", "requests the load generator sent"),
+    _counter("client_errors_total", "client", "errors", "requests the load generator saw fail"),
 ]}

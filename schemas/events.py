@@ -241,6 +241,22 @@ class Native(Event, tag="native"):
     reason: Text | None = None
 
 
+class Client(Event, tag="client"):
+    """One request as the load generator saw it (Locust, k6): client-observed latency, its own
+    family so that a load test's requests are never counted again as the server's."""
+
+    tool: Label  # locust, k6, ...
+    name: Label  # the request's name as the tool groups it (Locust's name, k6's `name` tag)
+    duration_us: Annotated[int, Meta(ge=0, description="send to last byte, microseconds")]
+    status: Literal["ok", "error"]
+    method: Label | None = None
+    scenario: Label | None = None
+    run_id: Label | None = None  # the benchmark run it belongs to
+    status_code: Annotated[int, Meta(ge=0, le=999)] | None = None
+    bytes: Count | None = None
+    error: Text | None = None
+
+
 class Annotation(Event, tag="annotation"):
     """A deploy, config change, business or external event to line performance up with (R11.4)."""
 
@@ -254,9 +270,9 @@ class Annotation(Event, tag="annotation"):
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (Request, RequestStart, Worker, Pool, Session, Resource,
-                                        Python, Native, Annotation)
+                                        Python, Native, Client, Annotation)
 AnyEvent = (Request | RequestStart | Worker | Pool | Session | Resource | Python | Native
-            | Annotation)
+            | Client | Annotation)
 TYPE_NAMES = tuple(sorted(t.__struct_config__.tag for t in EVENT_TYPES))
 
 

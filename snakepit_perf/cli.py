@@ -161,6 +161,17 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
     gate.set_defaults(func=_cmd_gate)
 
+    imp = sub.add_parser("import", parents=[common],
+                         help="load-test results recorded elsewhere, as client-side requests")
+    imp_sub = imp.add_subparsers(title="formats", metavar="FORMAT")
+    k6 = imp_sub.add_parser("k6", parents=[common],
+                            help="k6's JSON output (k6 run --out json=FILE, or FILE.gz)")
+    k6.add_argument("file", type=Path)
+    k6.add_argument("--run", help="the benchmark run the requests belong to")
+    k6.add_argument("--scenario", help="scenario label (default the run's, else k6's tag)")
+    k6.add_argument("--url", default="", help="API base URL (default from config)")
+    k6.set_defaults(func=_cmd_import_k6)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -204,6 +215,16 @@ def _cmd_gate(args: argparse.Namespace, settings: config.Settings) -> int:
                     args.start, args.end, args.where, args.run, args.baseline,
                     {"junit": args.junit, "markdown": args.markdown, "json": args.json},
                     args.wait)
+
+
+def _cmd_import_k6(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+
+    from snakepit_perf import k6_import
+
+    url = args.url or f"http://{settings.api.host}:{settings.api.port}"
+    return k6_import.run(url, args.file, args.run, args.scenario,
+                         os.environ.get("SNAKEPIT_PERF_KEY"))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:

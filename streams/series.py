@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from schemas.events import Native, Pool, Python, RequestStart, Resource, Session, Worker
+from schemas.events import Client, Native, Pool, Python, RequestStart, Resource, Session, Worker
 from streams.aggregate import Aggregate
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "resource": ("scope", "host", "pool", "worker_id"),
     "python": ("pool", "python_env", "library", "command"),
     "native": ("name", "pool"),
+    "client": ("tool", "scenario", "name", "method", "run_id"),
 }
 
 OTHER = "__other__"
@@ -306,7 +307,17 @@ def native(e: Native, pane: PaneFor) -> None:
         p.agg.add_gauge(f"m.{name}", t, value)
 
 
+def client(e: Client, pane: PaneFor) -> None:
+    p = pane("client", (e.tool, e.scenario or "", e.name, e.method or "", e.run_id or ""), e.time)
+    p.agg.add_counter("requests", 1)
+    if e.status == "error":
+        p.agg.add_counter("errors", 1)
+    if e.bytes is not None:
+        p.agg.add_counter("bytes", e.bytes)
+    p.add_values("duration_us", [e.duration_us])
+
+
 EXTRACTORS: dict[type, Callable[[Any, PaneFor], None]] = {
     RequestStart: request_start, Worker: worker, Pool: pool, Session: session,
-    Resource: resource, Python: python, Native: native,
+    Resource: resource, Python: python, Native: native, Client: client,
 }
