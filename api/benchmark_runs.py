@@ -194,9 +194,9 @@ def results(store: RollupStore, data: RunData, fingerprint: dict[str, str],
 
 def client_results(store: RollupStore, trials: Sequence[tuple[float, float]], run_id: str,
                    resolution: int) -> dict[str, dict] | None:
-    """What the load generator saw (Locust, k6) over the run's trials, per tool and request
-    name: its requests tagged with this run, and untagged ones inside the trials. Beside the
-    server's view: their gap is the network and the app in front of Snakepit."""
+    """What the load generator saw (Locust, k6) in the run's steady windows, per tool and
+    request name: its requests tagged with this run, and untagged ones in those windows. Beside
+    the server's view: their gap is the network and the app in front of Snakepit."""
     dims = FAMILIES["client"]
     refs = [r for r in store.series("client") if r.labels[dims.index("run_id")] in ("", run_id)]
     merged: dict[str, tuple[Dist, float]] = {}

@@ -222,13 +222,12 @@ def get_run(run_id: str, services: ServicesDep) -> dict[str, Any]:
                                   min(time.time(), run["started"] + MAX_TRIAL_S)]])
         run["results"] = br.results(services.store, _load(services, live),
                                     run["fingerprint"], run["methodology"]["slices"])
-        trials = live["trials"]
-    else:
-        trials = run["trials"]
     if run.get("results") is not None:  # read now: a k6 file may be imported after the run
         res = br.resolution_for(run["started"], time.time(),
                                 getattr(services.store, "retention", None))
-        run["results"]["client"] = br.client_results(services.store, trials, run["id"], res)
+        # the very windows the server's figures come from, so the two views compare
+        windows = [w for w in run["results"]["windows"] if w]
+        run["results"]["client"] = br.client_results(services.store, windows, run["id"], res)
     return run
 
 

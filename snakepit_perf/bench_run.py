@@ -1,10 +1,12 @@
 """``snakepit-perf bench run --scenario NAME -- <command>``: a benchmark run around any load
 command (a Locust or k6 run, a script, ``snakepit-perf simulate``).
 
-It marks the start, runs the command once per trial, waits until the windows of the last trial
-are stored (the count of requests over the run stops changing), finishes the run, and prints
-its comparison with the baseline as Markdown. Exit status: the command's if it failed; 1 with
-``--fail-on-regression`` when the comparison found one (as Bencher's ``--err``); else 0.
+It marks the start, runs the command once per trial (telling it the run in
+``SNAKEPIT_PERF_URL``/``SNAKEPIT_PERF_RUN``, which the Locust plugin reads), waits until the
+windows of the last trial are stored (the count of requests over the run stops changing),
+finishes the run, and prints its comparison with the baseline as Markdown. Exit status: the
+command's if it failed; 1 with ``--fail-on-regression`` when the comparison found one (as
+Bencher's ``--err``); else 0.
 """
 
 from __future__ import annotations
@@ -41,9 +43,12 @@ def run(url: str, scenario: str, command: list[str], labels: dict[str, str],
         run_id = created["id"]
         print(f"benchmark run {run_id} ({scenario}) started", file=out)
         ranges: list[list[float]] = []
+        # what the snakepit-perf Locust plugin reads: it streams client records into this run
+        env = {**os.environ, "SNAKEPIT_PERF_URL": url, "SNAKEPIT_PERF_RUN": run_id,
+               "SNAKEPIT_PERF_SCENARIO": scenario}
         for trial in range(methodology.get("trials", 1)):
             t0 = time.time()
-            code = subprocess.call(command)
+            code = subprocess.call(command, env=env)
             ranges.append([t0, time.time()])
             if code != 0:
                 print(f"snakepit-perf: trial {trial + 1}: {shlex.join(command)} exited {code}",

@@ -134,6 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     brun.add_argument("--slice", action="append", default=[], metavar="DIM",
                       help="dimensions judged one by one (repeat, at most 2; default pool, "
                            "command)")
+    brun.add_argument("--locustfile", type=Path,
+                      help="instead of a command: run this Locust test headless, as a library, "
+                           "its client-side requests recorded in the run")
+    brun.add_argument("--users", type=int, default=10, help="with --locustfile (default 10)")
+    brun.add_argument("--spawn-rate", type=float, default=10.0,
+                      help="with --locustfile: users started per second (default 10)")
+    brun.add_argument("--duration", type=float, default=60.0,
+                      help="with --locustfile: seconds per trial (default 60)")
+    brun.add_argument("--host", default="", help="with --locustfile: the app under load")
     brun.add_argument("--fail-on-regression", action="store_true",
                       help="exit 1 when the comparison finds a regression")
     brun.add_argument("command", nargs=argparse.REMAINDER,
@@ -190,9 +199,14 @@ def _cmd_bench_run(args: argparse.Namespace, settings: config.Settings) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     labels = dict(x.split("=", 1) for x in args.label if "=" in x)
     bad = [x for x in args.label if "=" not in x]
+    if args.locustfile and not command and args.host:
+        command = [sys.executable, "-m", "snakepit_perf.locust_run", str(args.locustfile),
+                   str(args.users), str(args.spawn_rate), str(args.duration), args.host]
+        labels = {"tool": "locust", "users": str(args.users),
+                  "spawn_rate": f"{args.spawn_rate:g}", **labels}
     if not command or bad or args.trials < 1:
-        print("snakepit-perf: bench run needs -- <command>, labels as KEY=VALUE and "
-              "--trials >= 1", file=sys.stderr)
+        print("snakepit-perf: bench run needs -- <command> (or --locustfile F --host URL), "
+              "labels as KEY=VALUE and --trials >= 1", file=sys.stderr)
         return 2
     url = args.url or f"http://{settings.api.host}:{settings.api.port}"
     method = {"warmup_s": args.warmup, "trials": args.trials}

@@ -35,13 +35,17 @@ def serve(target: int, monitor: str, log: Path, *extra: str) -> subprocess.Popen
     return proc
 
 
-def bench(monitor: str, target: int, branch: str) -> tuple[str, str]:
+def bench(monitor: str, target: int, branch: str, library: bool = False) -> tuple[str, str]:
+    """A run of Locust under `bench run`: as a library (--locustfile) or its own CLI."""
+    host = f"http://127.0.0.1:{target}"
+    load = ["--locustfile", LOCUSTFILE, "--users", "8", "--spawn-rate", "8", "--duration",
+            str(SECONDS), "--host", host] if library else [
+        "--", LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "8", "-r", "8", "-t", f"{SECONDS}s",
+        "--host", host, "--only-summary", "--loglevel", "WARNING",
+        "--exit-code-on-error", "0"]  # the pools fail 0.5 % of calls, as configured
     out = subprocess.run(
         [kh.EXE, "bench", "run", "--scenario", "locust-predict", "--url", monitor, "--label",
-         f"branch={branch}", "--metric", "p99", "--slice", "command", "--",
-         LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "8", "-r", "8", "-t", f"{SECONDS}s",
-         "--host", f"http://127.0.0.1:{target}", "--only-summary", "--loglevel", "WARNING",
-         "--exit-code-on-error", "0"],  # the pools fail 0.5 % of calls, as configured
+         f"branch={branch}", "--metric", "p99", "--slice", "command", *load],
         capture_output=True, text=True, timeout=SECONDS + 240, env={**os.environ})
     assert out.returncode == 0, out.stdout + out.stderr
     run_id = out.stdout.split("benchmark run ")[1].split()[0]
@@ -60,7 +64,7 @@ def test_locust_run_passes_the_gate_and_a_slower_command_fails_it(tmp_path: Path
     try:
         app = serve(target, monitor, tmp_path / "serve.log")
         try:
-            base, _ = bench(monitor, target, "main")
+            base, _ = bench(monitor, target, "main", library=True)
         finally:
             app.terminate()
             app.wait(30)
@@ -84,8 +88,49 @@ def test_locust_run_passes_the_gate_and_a_slower_command_fails_it(tmp_path: Path
         assert "command=predict" in failure.message, failure.message
         md = (tmp_path / "gate.md").read_text()
         assert "`regression(p99)<5%` | **fail**" in md and "command=predict" in md
-        requests = httpx.get(f"{monitor}/v1/benchmarks/{slow}").json()["results"]["overall"]
-        assert requests["requests"] > 3000
+        for run_id in (base, slow):  # the client's view beside the server's, both ways
+            results = httpx.get(f"{monitor}/v1/benchmarks/{run_id}").json()["results"]
+            server, client = results["overall"], results["client"]
+            assert server["requests"] > 3000
+            # every call the client made reached a pool, once (the trial ends as Locust stops)
+            assert abs(client["overall"]["requests"] - server["requests"]) <= \
+                0.01 * server["requests"], (client["overall"], server)
+            # the client waits for the server, and for HTTP on top
+            assert client["locust predict"]["p50"] > results["by"]["command"]["predict"]["p50"]
+            assert client["overall"]["errors"] > 0  # the pools' 0.5 % failures reach Locust
+    finally:
+        run.terminate()
+        run.wait(60)
+
+
+def test_the_plugin_opens_and_finishes_a_run_of_its_own_under_plain_locust(tmp_path: Path):
+    port, target = free_port(), free_port()
+    run = start_run(tmp_path / "data", port, tmp_path / "run.log")
+    monitor = f"http://127.0.0.1:{port}"
+    try:
+        app = serve(target, monitor, tmp_path / "serve.log")
+        try:
+            out = subprocess.run(
+                [LOCUST, "-f", LOCUSTFILE, "--headless", "-u", "4", "-r", "4", "-t", "20s",
+                 "--host", f"http://127.0.0.1:{target}", "--only-summary",
+                 "--exit-code-on-error", "0", "--snakepit-perf-url", monitor],
+                capture_output=True, text=True, timeout=240,
+                env={**os.environ, "GITHUB_SHA": "abc123", "GITHUB_REF_NAME": "feature-x"})
+        finally:
+            app.terminate()
+            app.wait(30)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "benchmark run" in out.stderr and "finished" in out.stderr, out.stderr
+        runs = httpx.get(f"{monitor}/v1/benchmarks").json()
+        assert len(runs) == 1
+        got = httpx.get(f"{monitor}/v1/benchmarks/{runs[0]['id']}").json()
+        assert got["status"] == "finished" and got["scenario"] == "locustfile"
+        assert got["labels"] == {"tool": "locust", "host": f"http://127.0.0.1:{target}",
+                                 "users": "4", "spawn_rate": "4", "git_sha": "abc123",
+                                 "branch": "feature-x"}
+        client, server = got["results"]["client"]["overall"], got["results"]["overall"]
+        assert client["requests"] > 500 and server["requests"] > 500
+        assert abs(client["requests"] - server["requests"]) <= 0.02 * server["requests"]
     finally:
         run.terminate()
         run.wait(60)

@@ -1,7 +1,10 @@
 """A Locust test of the app `snakepit-perf simulate --serve` stands in for: two commands of the
-default pool, predict twice as often as embed."""
+default pool, predict twice as often as embed. The snakepit-perf plugin reports each request
+as the client saw it (and opens a run of its own when not under `bench run`)."""
 
 from locust import HttpUser, constant, task
+
+import snakepit_perf.locust_plugin  # noqa: F401
 
 
 class Caller(HttpUser):
