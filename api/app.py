@@ -13,6 +13,7 @@ from api import (
     annotations,
     benchmarks,
     dashboards,
+    deploys,
     export,
     ingest,
     live,
@@ -64,6 +65,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(dashboards.router)  # checks the key itself: it needs the caller's name
     app.include_router(annotations.write_router, dependencies=operator)
     app.include_router(benchmarks.read_router, dependencies=viewer)
+    app.include_router(deploys.router, dependencies=viewer)
     app.include_router(benchmarks.write_router, dependencies=operator)
     ui.install(app)
     started = time.monotonic()

@@ -1,11 +1,15 @@
-"""Alerting as the configuration asks: outputs and rule overrides (shared by `run`, `worker`)."""
+"""Alerting as the configuration asks: outputs, rule overrides and the deploy judge (shared by
+`run`, `worker` and `api`)."""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
 
+from api.deploys import DeployJudge, DeployWindows
+from api.services import Services
 from models.alerts import AlertEngine, Rule, rule_from_dict
+from models.kafka_alerts import KafkaAlertPublisher
 from models.outputs import AlertmanagerOutput, Output, WebhookOutput
 from snakepit_perf.config import ConfigError, Settings
 
@@ -24,6 +28,17 @@ def load_rules(path: str) -> tuple[Rule, ...]:
         return tuple(rule_from_dict(t) for t in tables)
     except (OSError, tomllib.TOMLDecodeError, ValueError) as exc:
         raise ConfigError(f"alerts.rules_file {path}: {exc}") from exc
+
+
+def deploy_judge(services: Services, settings: Settings,
+                 publisher: KafkaAlertPublisher | None) -> DeployJudge:
+    """The deploy judge of this process, publishing where its alerts go on Kafka."""
+    return DeployJudge(services, DeployWindows(**vars(settings.deploys)),
+                       publisher.publish if publisher is not None else None)
+
+
+def kafka_publisher(settings: Settings) -> KafkaAlertPublisher:
+    return KafkaAlertPublisher(settings.kafka.bootstrap, settings.kafka.alerts_topic)
 
 
 def alert_outputs(settings: Settings) -> list[Output]:

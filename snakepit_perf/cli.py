@@ -163,12 +163,28 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_argument("--run", help="a benchmark run: its windows are the range, and "
                                     "regression rules compare it with its baseline")
     gate.add_argument("--baseline", default="auto", help="'auto' or run id(s)")
+    gate.add_argument("--deploy", metavar="VERSION",
+                      help="the verdict of that deploy (its after window vs its before "
+                           "window): fails if it regressed; rules, if any, judge the same pair")
     gate.add_argument("--wait", action="store_true",
-                      help="first wait until the range's last windows are stored")
+                      help="first wait until the range's last windows are stored (with "
+                           "--deploy: until the deploy is judged)")
     gate.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report")
     gate.add_argument("--markdown", type=Path, metavar="FILE", help="write a Markdown summary")
     gate.add_argument("--json", type=Path, metavar="FILE", help="write the verdicts as JSON")
     gate.set_defaults(func=_cmd_gate)
+
+    ann = sub.add_parser("annotate", parents=[common],
+                         help="record an annotation; a deploy is then judged before vs after")
+    ann.add_argument("kind", choices=["deploy", "config_change", "business", "incident",
+                                      "load_test", "other"])
+    ann.add_argument("--version", help="what was deployed (the deploy's name in verdicts)")
+    ann.add_argument("--title", help="default: '<kind> <version>'")
+    ann.add_argument("--text", default="")
+    ann.add_argument("--pool", help="only this pool changed (judged alone)")
+    ann.add_argument("--time", help="RFC 3339 or epoch seconds (default now)")
+    ann.add_argument("--url", default="", help="API base URL (default from config)")
+    ann.set_defaults(func=_cmd_annotate)
 
     imp = sub.add_parser("import", parents=[common],
                          help="load-test results recorded elsewhere, as client-side requests")
@@ -228,7 +244,47 @@ def _cmd_gate(args: argparse.Namespace, settings: config.Settings) -> int:
     return gate.run(url, os.environ.get("SNAKEPIT_PERF_KEY"), args.rule, args.rules,
                     args.start, args.end, args.where, args.run, args.baseline,
                     {"junit": args.junit, "markdown": args.markdown, "json": args.json},
-                    args.wait)
+                    args.wait, deploy=args.deploy)
+
+
+def _cmd_annotate(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+    import time
+
+    import httpx
+
+    from api.query import QueryError, parse_time
+
+    if args.kind == "deploy" and not args.version:
+        print("snakepit-perf: annotate deploy needs --version", file=sys.stderr)
+        return 2
+    try:
+        at = float(parse_time(args.time, "time")) if args.time else time.time()
+    except QueryError as exc:
+        print(f"snakepit-perf: {exc}", file=sys.stderr)
+        return 2
+    body: dict[str, object] = {
+        "type": "annotation", "kind": args.kind, "time": at,
+        "title": args.title or " ".join(x for x in (args.kind, args.version) if x)}
+    for key, value in (("text", args.text), ("pool", args.pool)):
+        if value:
+            body[key] = value
+    if args.version:
+        body["tags"] = {"version": args.version}
+    key = os.environ.get("SNAKEPIT_PERF_KEY")
+    url = (args.url or f"http://{settings.api.host}:{settings.api.port}").rstrip("/")
+    try:
+        r = httpx.post(f"{url}/v1/annotations", json=body, timeout=30,
+                       headers={"Authorization": f"Bearer {key}"} if key else {})
+    except httpx.HTTPError as exc:
+        print(f"snakepit-perf: {url}: {exc}", file=sys.stderr)
+        return 2
+    if r.status_code != 201:
+        print(f"snakepit-perf: annotation refused ({r.status_code}): {r.text[:500]}",
+              file=sys.stderr)
+        return 1
+    print(f"annotated {body['title']} at {at:.3f}")
+    return 0
 
 
 def _cmd_import_k6(args: argparse.Namespace, settings: config.Settings) -> int:

@@ -64,6 +64,20 @@ class AlertSettings:
     rules_file: str = ""
     # An alert still firing is notified again (Kafka, webhooks) after this many minutes.
     repeat_interval_minutes: int = 240
+    # Embedded run: also publish alerts and deploy verdicts on kafka.alerts_topic (the
+    # distributed workers and API always do).
+    kafka: bool = False
+
+
+@dataclass
+class DeploySettings:
+    # Each `deploy` annotation is judged: before_s before it against after_s once settle_s has
+    # passed, once the after window's events are stored (lateness_s later).
+    before_s: float = 900
+    settle_s: float = 120
+    after_s: float = 600
+    lateness_s: float = 30
+    check_every_s: float = 10
 
 
 @dataclass
@@ -114,6 +128,7 @@ class Settings:
     ingest: IngestSettings = field(default_factory=IngestSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
+    deploys: DeploySettings = field(default_factory=DeploySettings)
 
 
 def time_bounds(settings: Settings) -> TimeBounds:

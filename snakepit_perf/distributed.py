@@ -10,12 +10,11 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
-from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner, StoredAlerts
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf import config
-from snakepit_perf.alerting import alert_engine, alert_outputs
+from snakepit_perf.alerting import alert_engine, alert_outputs, deploy_judge, kafka_publisher
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
@@ -49,7 +48,7 @@ def build_worker(settings: Settings) -> FaustWorker:
     k = settings.kafka
     settings.data_dir.mkdir(parents=True, exist_ok=True)  # Faust keeps its data dir under it
     store = cassandra_store(settings)
-    outputs = [KafkaAlertPublisher(k.bootstrap, k.alerts_topic), *alert_outputs(settings)]
+    outputs = [kafka_publisher(settings), *alert_outputs(settings)]
     # One checkpoint for the group: a restarted or rebalanced worker resumes its pools' learned
     # baselines and firing alerts instead of relearning and paging again.
     alerts = AlertRunner(alert_engine(settings), outputs, store=store,
@@ -69,16 +68,22 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     archive = ArchiveReader(settings.data_dir / "archive")  # filled by `export --archive`
     # Alerts are evaluated by the workers; the API lists them from the workers' checkpoint.
     view = StoredAlerts(store, alerts_checkpoint(settings))
+    publisher = kafka_publisher(settings)
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
                               archive=archive, alert_view=view, time_bounds=config.time_bounds(settings),
                               body_idle_s=settings.api.body_idle_s),
                      keys)
 
+    # Deploys are judged here, from the stored rollups, and published beside the alerts.
+    judge = deploy_judge(app.state.services, settings, publisher)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        judge.start()
         try:
             yield
         finally:
+            judge.stop()
             app.state.services.spans.close()  # calls still waiting for a partner span
             producer.flush(30)
             store.close()

@@ -14,7 +14,7 @@ from models.runner import AlertRunner
 from simulator.background import BackgroundSimulation
 from simulator.model import Incident
 from snakepit_perf import config
-from snakepit_perf.alerting import alert_engine, alert_outputs
+from snakepit_perf.alerting import alert_engine, alert_outputs, deploy_judge, kafka_publisher
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
@@ -31,7 +31,9 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                         rejects_keep_s=r.rejects_days * 86400)
     archive = settings.data_dir / "archive"
     # Resumes learned baselines, firing alerts and silences from the store.
-    alerts = AlertRunner(alert_engine(settings), alert_outputs(settings), store=store,
+    kafka = kafka_publisher(settings) if settings.alerts.kafka else None
+    outputs = [*([kafka] if kafka else []), *alert_outputs(settings)]
+    alerts = AlertRunner(alert_engine(settings), outputs, store=store,
                          keep_overrides=bool(settings.alerts.rules_file),
                          repeat_s=settings.alerts.repeat_interval_minutes * 60)
     runner = EmbeddedRunner(store, archive_dir=archive, on_minutes=alerts.consume,
@@ -44,17 +46,20 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                               body_idle_s=settings.api.body_idle_s,
                               time_bounds=config.time_bounds(settings)), keys)
 
+    judge = deploy_judge(app.state.services, settings, kafka)
     simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
         if simulate else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runner.start()
+        judge.start()
         if simulation is not None:
             simulation.start()
         try:
             yield
         finally:
+            judge.stop()
             if simulation is not None:
                 simulation.stop()
             app.state.services.spans.close()  # calls still waiting for a partner span

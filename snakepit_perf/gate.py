@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 PASS, FAIL, CANNOT = 0, 1, 2
+DEPLOY_WAIT_S = 1800.0  # gate --deploy --wait: at most this long for the judge's verdict
 _SLA = re.compile(r"^\s*(?P<stat>p\(\d+(?:\.\d+)?\)|p\d+(?:\.\d+)?|mean|max|error_rate|throughput)"
                   r"(?:\{(?P<where>[^}]*)\})?\s*(?P<op><=|>=|<|>)\s*"
                   r"(?P<value>\d+(?:\.\d+)?(?:e-?\d+)?)\s*(?P<unit>ms|s|us|µs|/s|%)?\s*$")
@@ -252,9 +253,33 @@ def as_json(verdicts: list[Verdict]) -> bytes:
         for v in verdicts]}, option=orjson.OPT_INDENT_2)
 
 
+def deploy_verdict(client: httpx.Client, version: str, wait: bool,
+                   timeout_s: float = DEPLOY_WAIT_S) -> tuple[Verdict, dict[str, Any]]:
+    """The stored verdict of a deploy as a rule that fails when it regressed; with ``wait``,
+    until the judge has given it (after the deploy's windows have passed)."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        r = client.get(f"/v1/deploys/{version}")
+        if r.status_code == 200:
+            break
+        if r.status_code != 404 or not wait or time.monotonic() > deadline:
+            raise CannotJudge(f"deploy {version}: {_detail(r)}")
+        time.sleep(2.0)
+    note = r.json()
+    if note["status"] == "not_enough_data":
+        raise CannotJudge(f"deploy {version}: too few requests before or after it to judge")
+    worst = (note["regressions"] or note["improvements"] or [{}])[0]
+    rule = Rule(f"deploy {version} not regressed", "deploy", worst.get("metric", "p99"))
+    return Verdict(rule, note["status"] != "regressed", worst.get("run"), note["summary"],
+                   worst.get("baseline"), tuple(worst["ci"]) if worst else None), note
+
+
 def run(url: str, key: str | None, rules: list[str], rules_file: Path | None,
         start: str | None, end: str | None, where: list[str], run_id: str | None,
-        baseline: str, outputs: dict[str, Path | None], wait: bool, out=sys.stdout) -> int:
+        baseline: str, outputs: dict[str, Path | None], wait: bool, out=sys.stdout,
+        deploy: str | None = None) -> int:
     import time
 
     from snakepit_perf.bench_run import settle
@@ -262,13 +287,20 @@ def run(url: str, key: str | None, rules: list[str], rules_file: Path | None,
     t = time.perf_counter()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        parsed = load_rules(rules, rules_file)
+        parsed = load_rules(rules, rules_file) if rules or rules_file or not deploy else []
         with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
-            ranges = _ranges(client, start, end, run_id)
-            if wait:
-                settle(client, [list(r) for r in ranges], where)
-            judge = Judge(client, ranges, where, run_id, baseline)
-            verdicts = [judge.sla(r) if r.kind == "sla" else judge.regression(r) for r in parsed]
+            verdicts: list[Verdict] = []
+            if deploy:  # the deploy's after window against its before window
+                judged, note = deploy_verdict(client, deploy, wait)
+                verdicts.append(judged)
+                run_id, baseline = note["run"], note["baseline"]
+            if parsed:
+                ranges = _ranges(client, start, end, run_id)
+                if wait:
+                    settle(client, [list(r) for r in ranges], where)
+                judge = Judge(client, ranges, where, run_id, baseline)
+                verdicts += [judge.sla(r) if r.kind == "sla" else judge.regression(r)
+                             for r in parsed]
     except CannotJudge as exc:
         print(f"snakepit-perf gate: cannot judge: {exc}", file=sys.stderr)
         return CANNOT
