@@ -8,6 +8,7 @@ import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
+from api import deploys
 from api.problems import Problem
 from api.query import QueryError, parse_time
 from api.services import Services, get_services
@@ -26,6 +27,7 @@ class AnnotationOut(BaseModel):
     text: str
     pool: str
     tags: dict[str, str]
+    verdict: str | None = None  # a deploy's, once judged (api.deploys)
 
 
 @read_router.get("/v1/annotations", response_model=list[AnnotationOut],
@@ -37,9 +39,12 @@ def list_annotations(services: Annotated[Services, Depends(get_services)],
         t0, t1 = parse_time(start, "from"), parse_time(end, "to")
     except QueryError as exc:
         raise Problem(400, "Invalid range", str(exc), param=exc.param) from exc
+    marks = services.store.annotations(t0, t1)
+    judged = deploys.judged(services) if any(a.kind == "deploy" for a in marks) else {}
     return [AnnotationOut(time=a.time, end_time=a.end_time, kind=a.kind, title=a.title,
-                          text=a.text, pool=a.pool, tags=a.tags)
-            for a in services.store.annotations(t0, t1)]
+                          text=a.text, pool=a.pool, tags=a.tags,
+                          verdict=judged.get(f"deploy-{a.id}-after"))
+            for a in marks]
 
 
 @write_router.post("/v1/annotations", status_code=201, response_model=AnnotationOut,

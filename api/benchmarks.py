@@ -233,10 +233,12 @@ def get_run(run_id: str, services: ServicesDep) -> dict[str, Any]:
 
 def baseline_runs(services: Services, run: dict[str, Any], baseline: str,
                   branch: str, last: int) -> list[dict[str, Any]]:
-    """The baseline of a run: given ids; else the scenario's pinned run; else the last
-    ``last`` finished runs of ``branch`` (label ``branch``) that started before it."""
+    """The baseline of a run: given ids; a deploy's before window; else the scenario's pinned
+    run; else the last ``last`` finished runs of ``branch`` (label ``branch``) before it."""
     if baseline != "auto":
         return [_find(services, i) for i in baseline.split(",")]
+    if run.get("deploy"):  # a deploy's after window: its before window (api.deploys)
+        return [_find(services, run["deploy"]["before_run"])]
     same = [_body(r) for r in services.store.benchmarks() if r.scenario == run["scenario"]]
     same = [r for r in same if r["id"] != run["id"] and r["status"] == "finished"]
     pinned = [r for r in same if r["pinned"]]

@@ -154,6 +154,11 @@ def notification(run: dict[str, Any]) -> dict[str, Any]:
             "improvements": d["improvements"], "root_cause": d["root_cause"]}
 
 
+def judged(services: Services) -> dict[str, str]:
+    """After-run id -> verdict, for marking deploy annotations."""
+    return {i: r["deploy"]["verdict"] for i, r in _runs(services).items() if "deploy" in r}
+
+
 def verdicts(services: Services) -> list[dict[str, Any]]:
     return sorted((notification(r) for r in _runs(services).values() if "deploy" in r),
                   key=lambda n: n["time"])

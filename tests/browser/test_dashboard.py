@@ -15,7 +15,7 @@ import httpx
 import msgspec
 import pytest
 
-from tests.browser.conftest import Page, Server, running, wait_js
+from tests.browser.conftest import USERS, Page, Server, running, wait_js
 from tests.support import requests
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
@@ -404,7 +404,6 @@ def test_benchmarks_view_shows_history_change_points_and_the_comparison(pages, s
     page.open("view=benchmarks&scenario=nightly")
     wait_js(page.page, "() => { const h = document.getElementById('bench-history'); "
                        "return h && h.__chart; }")
-    page.page.screenshot(path=str(shots / "benchmarks.png"), full_page=True)
     assert page.errors == []
     chart = page.page.evaluate("""() => { const h = document.getElementById('bench-history');
         return {x: [...h.__chart.data[0]], y: [...h.__chart.data[1]], cps: h.changePoints}; }""")
@@ -428,6 +427,8 @@ def test_benchmarks_view_shows_history_change_points_and_the_comparison(pages, s
     cause = page.page.inner_text("#bench-compare .root-cause")
     culprit = ", ".join(f"{c['dimension']}={c['value']}" for c in report["root_cause"]["culprit"])
     assert f"Where: {culprit}" in cause and "pool=default" in culprit
+    # last: a full-page shot resizes the window, and a resize renders the view again
+    page.page.screenshot(path=str(shots / "benchmarks.png"), full_page=True)
 
 
 def wait_js_free(predicate, timeout: float = 60.0) -> None:
@@ -435,3 +436,52 @@ def wait_js_free(predicate, timeout: float = 60.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.2)
+
+
+def test_a_judged_deploy_is_listed_with_the_apis_verdict_and_opens_its_comparison(
+        browser, tmp_path, shots):
+    """A deploy followed by a 3x slower pool default, on a service judging deploys over 2
+    minutes either side: the Deploys table shows the API's verdict, and a click on it shows the
+    after run against the before run."""
+    from simulator.model import Incident, Simulation
+
+    config = tmp_path / "deploys.toml"
+    config.write_text("[deploys]\nbefore_s = 120\nsettle_s = 0\nafter_s = 120\n"
+                      "lateness_s = 5\ncheck_every_s = 1\n")
+    (tmp_path / "data").mkdir()
+    with running(tmp_path / "data", ["--config", str(config)], USERS) as server:
+        deployed = time.time() - 400
+        events = list(Simulation(40, deployed - 120, 240, seed=5, incidents=[
+            Incident("latency_regression", "default", deployed, deployed + 120)]).events())
+        want = sum(1 for e in events if type(e).__name__ == "Request")
+        with server.api() as api:
+            assert api.post("/v1/events", content=msgspec.json.encode(events), headers={
+                "Content-Type": "application/json"}).status_code == 202
+            q = {"metric": "requests_total", "stat": "count", "from": int(deployed - 120),
+                 "to": int(deployed + 121)}
+            wait_js_free(lambda: sum(p[1] for s in api.get("/v1/query", params=q).json()[
+                "series"] for p in s["points"]) == want)
+            assert api.post("/v1/annotations", json={
+                "type": "annotation", "kind": "deploy", "title": "deploy v2.0.0",
+                "time": deployed, "tags": {"version": "v2.0.0"}}).status_code == 201
+            wait_js_free(lambda: api.get("/v1/deploys").json() != [])
+            verdict = api.get("/v1/deploys").json()[0]
+            marks = api.get("/v1/annotations", params={"from": int(deployed - 60),
+                                                       "to": int(deployed + 60)}).json()
+        assert verdict["status"] == "regressed" and "pool=default" in verdict["summary"]
+        assert [m["verdict"] for m in marks] == ["regressed"]  # what the chart marker says
+        page = Page(browser, server, "ops")
+        try:
+            page.open("view=benchmarks")
+            assert page.errors == []
+            rows = page.page.evaluate("""() => [...document.querySelectorAll('#deploys tr')]
+                .slice(1).map((tr) => [...tr.children].map((td) => td.textContent))""")
+            assert len(rows) == 1 and rows[0][1:5] == ["v2.0.0", "all", "regressed",
+                                                      verdict["summary"]], rows
+            page.redrawn(lambda: page.page.click("#deploys tr.link"))
+            shown = page.page.inner_text("#bench-compare p.verdict")
+            assert shown.startswith("regression"), shown
+            assert verdict["run"] in page.page.inner_text("#bench-compare h3")
+            page.page.screenshot(path=str(shots / "deploys.png"), full_page=True)
+        finally:
+            page.context.close()

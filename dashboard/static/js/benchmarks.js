@@ -15,7 +15,7 @@ const value = (v, metric) => (metric === "throughput" ? fmt(v, "/s") : metric ==
 
 export async function benchmarksView(state) {
   const runs = await get("/v1/benchmarks", { limit: 1000 });
-  const out = [];
+  const out = await deploys(state);
   if (!runs.length) {
     const el = section("Benchmarks");
     el.append(empty("No benchmark runs yet. Record one with `snakepit-perf bench run --scenario NAME -- <load command>` or POST /v1/benchmarks."));
@@ -53,6 +53,23 @@ export async function benchmarksView(state) {
   out.push(list, await history(scenario, finished));
   if (compared) out.push(compared);
   return out;
+}
+
+// Each judged deploy: its after window against its before window (api/deploys.py).
+async function deploys(state) {
+  const judged = await get("/v1/deploys");
+  if (!judged.length) return [];
+  const el = section("Deploys", "Each deploy annotation: the window after it against the window before it; click one for its comparison.");
+  el.id = "deploys";
+  el.append(table([
+    { key: "time", label: "Deployed", text: true, format: (v) => timeText(v) },
+    { key: "version", label: "Version", text: true },
+    { key: "pool", label: "Pool", text: true },
+    { key: "status", label: "Verdict", text: true },
+    { key: "summary", label: "Summary", text: true },
+  ], judged.map((d) => ({ ...d, pool: d.group === "deploy" ? "all" : d.group })),
+  { sortBy: "time", onRow: (row) => state.go({ scenario: "deploy", run: row.run }) }));
+  return [el];
 }
 
 async function history(scenario, finished) {

@@ -152,6 +152,8 @@ function nearestSeriesLabels(chart, data, i) {
   return best || {};
 }
 
+const VERDICT_COLOURS = { regressed: "#f85149", improved: "#3fb950", unchanged: "#8b949e" };
+
 function markAnnotations(u, annotations) {
   const c = u.ctx;
   const [lo, hi] = [u.scales.x.min, u.scales.x.max];
@@ -161,8 +163,10 @@ function markAnnotations(u, annotations) {
   for (const a of annotations) {
     if (a.time < lo || a.time > hi) continue;
     const x = Math.round(u.valToPos(a.time, "x", true));
+    // a judged deploy says how it went, in the colour of its verdict
+    c.strokeStyle = c.fillStyle = VERDICT_COLOURS[a.verdict] || "#d29922";
     c.beginPath(); c.moveTo(x, u.bbox.top); c.lineTo(x, u.bbox.top + u.bbox.height); c.stroke();
-    c.fillText(a.title, x + 4, u.bbox.top + 12 * devicePixelRatio);
+    c.fillText(a.verdict ? `${a.title}: ${a.verdict}` : a.title, x + 4, u.bbox.top + 12 * devicePixelRatio);
   }
   c.restore();
 }
