@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -55,6 +57,24 @@ def stored_offsets(store, group: str, topic: str, partitions) -> dict[int, int]:
     for p in partitions:
         offsets = store.checkpoint_offsets(f"{group}:{topic}:{p}")
         out[p] = offsets[f"{topic}:{p}"] if offsets else 0
+    return out
+
+
+def consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[dict]:
+    """The first ``n`` JSON messages of a topic, as a subscriber reading from the start sees
+    them (fewer if ``timeout`` passes first)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-reader-{uuid.uuid4()}",
+                  "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    out: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < n and time.monotonic() < deadline:
+            msg = c.poll(1.0)
+            if msg is not None and msg.error() is None:
+                out.append(orjson.loads(msg.value()))
+    finally:
+        c.close()
     return out
 
 

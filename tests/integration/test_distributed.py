@@ -22,10 +22,13 @@ def test_api_and_worker_processes_answer_exactly(kafka_bootstrap, local_servers,
     topic = unique_name
     kh.create_topic(kafka_bootstrap, topic)
     kh.create_topic(kafka_bootstrap, f"{topic}.dlq", partitions=1)
+    kh.create_topic(kafka_bootstrap, f"{topic}.alerts", partitions=1)
     port = free_port()
     env = {**kh.distributed_env(kafka_bootstrap, topic, unique_name,
                                 local_servers.cassandra_port),
-           "SNAKEPIT_PERF_API_PORT": str(port)}
+           "SNAKEPIT_PERF_API_PORT": str(port), "SNAKEPIT_PERF_KAFKA_ALERTS_TOPIC": f"{topic}.alerts",
+           "SNAKEPIT_PERF_DEPLOYS_BEFORE_S": "300", "SNAKEPIT_PERF_DEPLOYS_SETTLE_S": "0",
+           "SNAKEPIT_PERF_DEPLOYS_AFTER_S": "300", "SNAKEPIT_PERF_DEPLOYS_CHECK_EVERY_S": "1"}
     logs = {name: open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (children write to them)
             for name in ("api", "worker")}
     api = subprocess.Popen([kh.EXE, "api"], env=env, stdout=logs["api"],
@@ -68,6 +71,18 @@ def test_api_and_worker_processes_answer_exactly(kafka_bootstrap, local_servers,
             assert abs(value - exact) / exact <= 0.01
         rejects = httpx.get(f"{base}/v1/rejects").json()
         assert any("missing required field" in r["reason"] for r in rejects)
+        # a deploy half-way through the same steady traffic: judged by the API, from Cassandra
+        out = subprocess.run([kh.EXE, "annotate", "deploy", "--version", "v9", "--time",
+                              str(T0 + 300), "--url", base], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        gate = subprocess.run([kh.EXE, "gate", "--url", base, "--deploy", "v9", "--wait"],
+                              capture_output=True, text=True, timeout=120)
+        assert gate.returncode == 0, gate.stdout + gate.stderr
+        verdict = httpx.get(f"{base}/v1/deploys/v9").json()
+        assert verdict["status"] == "unchanged" and verdict["after"] == [T0 + 300, T0 + 600]
+        notes = kh.consume(kafka_bootstrap, f"{topic}.alerts", 1, 60)
+        assert [(n["type"], n["version"], n["status"]) for n in notes] == \
+            [("deploy_verdict", "v9", "unchanged")]
     finally:
         for proc, _ in procs:
             proc.terminate()
