@@ -189,6 +189,22 @@ def finish_run(run_id: str, services: ServicesDep, body: FinishIn | None = None
     return _finish(services, run)
 
 
+class ClientSummaryIn(BaseModel):
+    tool: str = Field(pattern=_NAME)
+    metrics: dict[str, dict[str, float]] = Field(max_length=500)
+    thresholds: dict[str, dict[str, bool | None]] = Field(default_factory=dict, max_length=500)
+
+
+@write_router.post("/v1/benchmarks/{run_id}/client-summary",
+                   summary="Attach a load tool's own end-of-test summary (k6) to a run")
+def attach_client_summary(run_id: str, body: ClientSummaryIn, services: ServicesDep
+                          ) -> dict[str, Any]:
+    run = _find(services, run_id)
+    run["client_summary"] = body.model_dump()
+    _save(services, run)
+    return run
+
+
 @write_router.post("/v1/benchmarks/{run_id}/pin",
                    summary="Make this run its scenario's baseline (unpins any other)")
 def pin_run(run_id: str, services: ServicesDep) -> dict[str, Any]:

@@ -8,6 +8,11 @@ tag (k6 sets it to the URL unless the script names it), failed as k6's ``http_re
 decides: the ``expected_response`` tag, else a status of 400 or more (or 0: no response).
 Every other metric is counted and skipped, and lines that are not k6's are reported, not
 guessed at.
+
+k6's end-of-test summary (``--summary-export FILE``, or ``handleSummary``'s ``data`` as JSON:
+one object with ``metrics``) has no times; it is attached to the run given with ``--run`` as
+k6 computed it (its own percentiles, threshold results), to sit beside what snakepit-perf
+measured.
 """
 
 from __future__ import annotations
@@ -99,13 +104,60 @@ def events(path: Path, scenario: str | None, run_id: str | None, report: Importe
             report.bad_lines.append(f"line {n}: {exc}")
 
 
+def summary(path: Path) -> dict[str, Any] | None:
+    """The file as k6's end-of-test summary, or None if it is not one (a JSON output file)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        head = f.read(64 * 1024 * 1024)
+    try:
+        doc = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return None  # NDJSON: many objects
+    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), dict):
+        return None
+    metrics: dict[str, dict[str, float]] = {}
+    thresholds: dict[str, dict[str, bool]] = {}
+    for name, m in doc["metrics"].items():
+        if not isinstance(m, dict):
+            continue
+        values = m.get("values", m)  # handleSummary nests them; --summary-export does not
+        metrics[str(name)] = {str(k): float(v) for k, v in values.items()
+                              if isinstance(v, int | float) and not isinstance(v, bool)}
+        if isinstance(m.get("thresholds"), dict):
+            thresholds[str(name)] = {str(k): (v.get("ok") if isinstance(v, dict) else v)
+                                     for k, v in m["thresholds"].items()}
+    return {"tool": "k6", "metrics": metrics, "thresholds": thresholds}
+
+
+def attach(client: httpx.Client, path: Path, run_id: str | None, doc: dict[str, Any],
+           out) -> int:
+    if not run_id:
+        print(f"snakepit-perf: import k6: {path} is an end-of-test summary (no times): give "
+              f"--run ID to attach it to a run", file=sys.stderr)
+        return 2
+    r = client.post(f"/v1/benchmarks/{run_id}/client-summary", json=doc)
+    if r.status_code != 200:
+        print(f"snakepit-perf: import k6: attaching the summary answered {r.status_code}: "
+              f"{r.text[:500]}", file=sys.stderr)
+        return 2
+    print(f"attached k6's summary ({len(doc['metrics'])} metrics) to run {run_id}", file=out)
+    return 0
+
+
 def run(url: str, path: Path, run_id: str | None, scenario: str | None, key: str | None,
         out=sys.stdout) -> int:
     """Import one file; 0 when every request was accepted, 1 when some were refused or some
     lines were not k6's, 2 when nothing could be imported."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     report = Imported()
+    try:
+        doc = summary(path)
+    except OSError as exc:
+        print(f"snakepit-perf: import k6: {path}: {exc}", file=sys.stderr)
+        return 2
     with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=60) as client:
+        if doc is not None:
+            return attach(client, path, run_id, doc, out)
         if run_id:
             r = client.get(f"/v1/benchmarks/{run_id}")
             if r.status_code != 200:

@@ -22,6 +22,7 @@ from tests.integration.test_durability import start_run
 from tests.integration.test_simulate import free_port
 
 K6_FILE = Path(__file__).with_name("load") / "k6_output.json.gz"
+K6_SUMMARY = K6_FILE.with_name("k6_summary.json")
 
 
 def _epoch(text: str) -> float:
@@ -93,6 +94,19 @@ def test_k6_output_imported_into_a_run_agrees_with_an_exact_computation(monitor:
         "to": int(truth["end"]) + 60, "step": "1h", "group_by": "tool"}).json()
     assert {s["labels"]["tool"]: sum(p[1] for p in s["points"]) for s in r["series"]} == \
         {"k6": 1500}
+    # k6's own end-of-test summary of the same run, attached beside what was measured
+    summary = json.loads(K6_SUMMARY.read_text())["metrics"]
+    out = k6_import(monitor, K6_SUMMARY, "--run", created["id"])
+    assert out.returncode == 0 and "attached k6's summary" in out.stdout, out.stderr
+    attached = httpx.get(f"{monitor}/v1/benchmarks/{created['id']}").json()["client_summary"]
+    k6_duration = {k: v for k, v in summary["http_req_duration"].items() if k != "thresholds"}
+    assert attached["metrics"]["http_req_duration"] == k6_duration
+    assert attached["metrics"]["http_req_failed"]["passes"] == truth["failed"]
+    assert k6_duration["p(95)"] == pytest.approx(np.quantile(values, 0.95))  # k6 is exact
+    ours, theirs = client()["overall"]["p95"] * 1000, k6_duration["p(95)"]
+    assert np.quantile(values, 0.945) <= ours <= np.quantile(values, 0.955), (ours, theirs)
+    out = k6_import(monitor, K6_SUMMARY)
+    assert out.returncode == 2 and "give --run ID" in out.stderr
     # the server's requests are not touched: a load test's calls are not counted twice
     r = httpx.get(f"{monitor}/v1/query", params={
         "metric": "requests_total", "stat": "count", "from": int(truth["start"]) - 60,

@@ -8,7 +8,12 @@ http_req_failed with the same tags (name defaults to the URL; expected_response;
 an ``error`` tag when there was no response); each iteration emits data_sent, data_received,
 iteration_duration, iterations; vus and vus_max are sampled every second with no tags.
 
-Run ``python tests/integration/load/make_k6_output.py`` to write it again (deterministic).
+Also ``k6_summary.json``: the same run's end-of-test summary as ``--summary-export`` writes it
+(``metrics``: trends with avg, min, med, max, p(90), p(95) -- k6 interpolates linearly between
+the sorted values --, counters with count and rate, rates with passes, fails and value), with
+``root_group``, ``options`` and ``state``.
+
+Run ``python tests/integration/load/make_k6_output.py`` to write them again (deterministic).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 OUT = Path(__file__).with_name("k6_output.json.gz")
+SUMMARY = Path(__file__).with_name("k6_summary.json")
 START = datetime(2026, 11, 30, 10, 0, 0, tzinfo=timezone(timedelta(hours=1)))
 HOST = "http://127.0.0.1:8000"
 METRICS = {  # name -> (type, contains)
@@ -57,6 +63,8 @@ def write(requests: int = 1500, seed: int = 7) -> None:
             "time": stamp(t, rng.randrange(1000)), "value": value, "tags": tags},
             "metric": metric}, separators=(",", ":")))
 
+    durations: list[float] = []
+    failures = 0
     t = START
     next_vus = START
     for _ in range(requests):
@@ -83,6 +91,8 @@ def write(requests: int = 1500, seed: int = 7) -> None:
         if error:
             tags.update(error=error, error_code="1211")
         done = t + timedelta(milliseconds=ms)
+        durations.append(ms)
+        failures += failed
         emit("http_reqs", done, 1, tags)
         emit("http_req_duration", done, ms, tags)
         for phase, share in (("blocked", 0.01), ("connecting", 0.0), ("tls_handshaking", 0.0),
@@ -98,8 +108,41 @@ def write(requests: int = 1500, seed: int = 7) -> None:
         t = done + timedelta(milliseconds=rng.expovariate(1 / 150.0))
     with OUT.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:
         f.write(("\n".join(lines) + "\n").encode())
+    seconds = (t - START).total_seconds()
+    SUMMARY.write_text(json.dumps({
+        "root_group": {"name": "", "path": "", "id": "d41d8cd98f00b204e9800998ecf8427e",
+                       "groups": {}, "checks": {"status is 200": {
+                           "name": "status is 200", "path": "::status is 200",
+                           "id": "a0e1c2bd1d5c6b86a2c3a1e4c3c7d0f1",
+                           "passes": requests - failures, "fails": failures}}},
+        "options": {"summaryTrendStats": ["avg", "min", "med", "max", "p(90)", "p(95)"],
+                    "summaryTimeUnit": "", "noColor": False},
+        "state": {"isStdOutTTY": False, "isStdErrTTY": False,
+                  "testRunDurationMs": round(seconds * 1000, 6)},
+        "metrics": {
+            "http_req_duration": {**trend(durations), "thresholds": {"p(95)<500": False}},
+            "http_reqs": {"count": requests, "rate": requests / seconds},
+            "http_req_failed": {"passes": failures, "fails": requests - failures,
+                                "value": failures / requests,
+                                "thresholds": {"rate<0.01": True}},
+            "iterations": {"count": requests, "rate": requests / seconds},
+            "vus": {"value": 10, "min": 10, "max": 10},
+        }}, indent=4) + "\n")
+
+
+def trend(values: list[float]) -> dict[str, float]:
+    """A trend's summary stats as k6 computes them."""
+    v = sorted(values)
+
+    def pct(p: float) -> float:
+        i = p * (len(v) - 1)
+        lo = math.floor(i)
+        return v[lo] if lo + 1 >= len(v) else v[lo] + (i - lo) * (v[lo + 1] - v[lo])
+
+    return {"avg": sum(v) / len(v), "min": v[0], "med": pct(0.5), "max": v[-1],
+            "p(90)": pct(0.9), "p(95)": pct(0.95)}
 
 
 if __name__ == "__main__":
     write()
-    print(f"wrote {OUT}")
+    print(f"wrote {OUT} and {SUMMARY}")
