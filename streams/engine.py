@@ -30,6 +30,7 @@ events; only the digests' internal grouping may differ).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections import Counter
@@ -204,9 +205,14 @@ class Engine:
         times = cols.time
         buckets = (times // res0).astype(np.int64) * res0
         first, last = int(buckets.min()), int(buckets.max())
-        parts = [(first, cols, reqs)] if first == last else [
-            (int(b), cols.take(rows), [reqs[i] for i in rows.tolist()])
-            for b in np.unique(buckets) for rows in [np.flatnonzero(buckets == b)]]
+        if first == last:
+            parts = [(first, cols, reqs)]
+        else:  # one stable sort by bucket, then each bucket is a slice (disordered input)
+            order = np.argsort(buckets, kind="stable")
+            by_bucket, ordered = cols.take(order), list(map(reqs.__getitem__, order.tolist()))
+            cuts = [0, *(np.flatnonzero(np.diff(buckets[order])) + 1).tolist(), len(reqs)]
+            parts = [(int(buckets[order[a]]), Columns(*(c[a:b] for c in by_bucket)),
+                      ordered[a:b]) for a, b in itertools.pairwise(cuts)]
         for bucket, part, part_reqs in parts:
             panes = late if bucket < late_before else self.request_panes
             pane = panes.get(bucket)
@@ -368,8 +374,8 @@ class Engine:
         key = (level, series, start)
         if key in deltas:
             deltas[key].merge(agg)
-        else:
-            deltas[key] = agg.copy()
+        else:  # the base level owns the closed pane's aggregate: only the levels above copy it
+            deltas[key] = agg if level == 0 else agg.copy()
         if level + 1 < len(self.resolutions):
             self._cascade(level + 1, series, bucket, agg, deltas, into_open)
 
