@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,6 +33,18 @@ def start_run(data_dir: Path, port: int, log: Path, *extra: str) -> subprocess.P
                            stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     kh.wait_for(lambda: _up(port), 60, "run to serve", procs=((run, log),))
     return run
+
+
+@contextlib.contextmanager
+def recording(tmp: Path) -> Iterator[str]:
+    """A real embedded `run` recording into ``tmp``, at the URL it yields."""
+    port = free_port()
+    run = start_run(tmp / "data", port, tmp / "run.log")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        run.terminate()
+        run.wait(60)
 
 
 def batch(n: int, start: float) -> bytes:

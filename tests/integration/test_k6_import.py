@@ -10,6 +10,7 @@ import json
 import math
 import re
 import subprocess
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,8 +19,7 @@ import numpy as np
 import pytest
 
 from tests.integration import kafka_helpers as kh
-from tests.integration.test_durability import start_run
-from tests.integration.test_simulate import free_port
+from tests.integration.test_durability import recording
 
 K6_FILE = Path(__file__).with_name("load") / "k6_output.json.gz"
 K6_SUMMARY = K6_FILE.with_name("k6_summary.json")
@@ -49,14 +49,9 @@ def k6_import(monitor: str, path: Path, *extra: str) -> subprocess.CompletedProc
 
 
 @pytest.fixture
-def monitor(tmp_path: Path):
-    port = free_port()
-    run = start_run(tmp_path / "data", port, tmp_path / "run.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        run.terminate()
-        run.wait(60)
+def monitor(tmp_path: Path) -> Iterator[str]:
+    with recording(tmp_path) as url:
+        yield url
 
 
 def test_k6_output_imported_into_a_run_agrees_with_an_exact_computation(monitor: str):
