@@ -17,6 +17,10 @@ from schemas.decode import TimeBounds
 from streams.series import Limits
 
 ENV_PREFIX = "SNAKEPIT_PERF_"
+# What the clients read (gate, import, the Locust plugin, a load command under `bench run`): the
+# server to talk to, its key, the benchmark run and scenario. They are not settings of a server,
+# so a process started with them (`bench run -- snakepit-perf simulate ...`) must not refuse them.
+CLIENT_ENV = frozenset(ENV_PREFIX + n for n in ("URL", "KEY", "RUN", "SCENARIO"))
 
 
 class ConfigError(ValueError):
@@ -152,7 +156,7 @@ def load(path: Path | None = None, env: dict[str, str] | None = None,
         _apply_mapping(settings, data, str(path))
     env = os.environ if env is None else env
     for name, value in env.items():
-        if name.startswith(ENV_PREFIX):
+        if name.startswith(ENV_PREFIX) and name not in CLIENT_ENV:
             _set(settings, _env_key(settings, name), value, name)
     for key, value in (overrides or {}).items():
         if value is not None:

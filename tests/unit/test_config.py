@@ -52,6 +52,15 @@ def test_unknown_environment_setting_is_rejected():
         config.load(env={"SNAKEPIT_PERF_KAFKA_BOOTSTRAPP": "x"})
 
 
+def test_client_variables_are_not_server_settings():
+    # `bench run` starts its load command with these set; a `simulate` it starts must still run
+    env = {"SNAKEPIT_PERF_URL": "http://h:1", "SNAKEPIT_PERF_KEY": "k", "SNAKEPIT_PERF_RUN": "r",
+           "SNAKEPIT_PERF_SCENARIO": "s", "SNAKEPIT_PERF_API_PORT": "9100"}
+    assert config.load(None, env=env).api.port == 9100
+    with pytest.raises(config.ConfigError, match="unknown setting 'urls'"):
+        config.load(None, env={"SNAKEPIT_PERF_URLS": "x"})
+
+
 def test_switches_read_from_toml_and_environment(tmp_path: Path):
     toml = tmp_path / "perf.toml"
     toml.write_text("[ingest]\nwal = false\n")
