@@ -49,6 +49,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     _dist("request_duration_seconds", "request", "duration_us",
           "request start to completion (R1.1)"),
     _dist("queue_wait_seconds", "request", "queue_wait_us", "time queued before a worker took it"),
+    _dist("service_seconds", "request", "service_us",
+          "a worker's part of a request: duration minus queue wait (where the wait is known)"),
     _dist("python_exec_seconds", "request", "python_us", "time spent executing Python (R5.2)"),
     _dist("elixir_overhead_seconds", "request", "overhead_us",
           "request duration minus Python execution time (R5.2)"),

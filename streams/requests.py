@@ -354,6 +354,12 @@ class RequestPane:
                  "queue_wait_us": _dists(codes, c.wait, c.wait >= 0),
                  "python_us": _dists(codes, c.python, has_python),
                  "overhead_us": _dists(codes, np.maximum(c.duration - c.python, 0), has_python)}
+        # Service time (a worker's part of a request): only where the wait is known, else the
+        # duration already is the service time (Snakepit's execute span) and is not kept twice.
+        # A request that timed out in the queue was never served.
+        served = (c.wait >= 0) & (c.status != 2)
+        if served.any():
+            dists["service_us"] = _dists(codes, np.maximum(c.duration - c.wait, 0), served)
         out: dict[SeriesKey, Aggregate] = {}
         for code in [code for code, n in enumerate(counts) if n]:  # O(series), not O(requests)
             a = Aggregate()

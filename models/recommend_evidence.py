@@ -1,0 +1,222 @@
+"""What the recommender knows about each pool, read from the stored rollups.
+
+Capacity is judged at the pool's peak: the busiest ``peak_s`` of the range (by requests), since
+a pool sized for its average queues every afternoon. Over that peak: the arrival rate, the
+service time's mean and squared coefficient of variation, the measured queue waits and
+timeouts, the configured size. Over the whole range: recycling, crashes, startup times, queue
+and session signals.
+
+Service time is the engine's ``service_us`` (duration - queue wait) where the requests carry
+their wait (our SDK, the simulator); where they do not (Snakepit's execute span measures the
+worker's call only), the duration is the service time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from store.base import RollupStore, SeriesRef
+from streams.aggregate import Dist
+from streams.series import ALL
+
+_ALL7 = (ALL,) * 7
+
+
+@dataclass
+class PoolEvidence:
+    """One pool's numbers over a range, and at its peak within it."""
+
+    pool: str
+    start: float  # the range judged
+    end: float
+    peak_start: float  # the busiest ``peak_s`` of it
+    peak_end: float
+    requests: float = 0.0  # at the peak
+    rate: float = 0.0  # requests per second at the peak
+    mean_service_s: float = math.nan
+    service_scv: float = math.nan
+    p95_wait_s: float | None = None  # measured at the peak (None: the events carry no wait)
+    p99_wait_s: float | None = None
+    p95_duration_s: float = math.nan
+    timeouts: float = 0.0
+    errors: float = 0.0
+    pool_size: int | None = None  # as the pool reported it (last value in the range)
+    threads_per_worker: int = 1
+    worker_profile: str = ""
+    max_queue_size: int | None = None
+    # whole range
+    range_requests: float = 0.0
+    recycled: dict[str, float] = field(default_factory=dict)  # by reason
+    crashed: float = 0.0
+    spawned: float = 0.0
+    mean_startup_s: float | None = None
+    saturated: float = 0.0
+    peak_queue_depth: float = 0.0
+    sessions_pruned: float = 0.0
+    session_warnings: float = 0.0
+    max_sessions: int | None = None
+    peak_sessions: float = 0.0
+
+    @property
+    def servers(self) -> int | None:
+        return None if self.pool_size is None else self.pool_size * self.threads_per_worker
+
+    @property
+    def down_servers(self) -> float:
+        """Servers unavailable on average: recycled and crashed workers starting up again."""
+        if self.mean_startup_s is None or self.end <= self.start:
+            return 0.0
+        restarts = sum(self.recycled.values()) + self.crashed
+        return restarts / (self.end - self.start) * self.mean_startup_s * self.threads_per_worker
+
+    @property
+    def utilisation(self) -> float:
+        """Busy share of the pool's capacity at the peak (offered load / servers)."""
+        c = self.servers
+        if not c or not math.isfinite(self.mean_service_s):
+            return math.nan
+        return self.rate * self.mean_service_s / c
+
+
+def _moments(d: Dist | None) -> tuple[float, float, float]:
+    """(count, mean, variance) of a stored distribution, the variance from its centroids."""
+    if d is None or d.count == 0:
+        return 0.0, math.nan, math.nan
+    cents = np.array(d.digest.centroids, dtype=float).reshape(-1, 2)
+    w = cents[:, 1]
+    mean = d.sum / d.count
+    var = float(np.sum(w * (cents[:, 0] - mean) ** 2) / w.sum()) if w.sum() else 0.0
+    return float(d.count), mean, var
+
+
+def _merge(into: dict[str, Dist], name: str, d: Dist | None) -> None:
+    if d is None or d.count == 0:
+        return
+    if name in into:
+        into[name].merge(d)
+    else:
+        into[name] = d.copy()
+
+
+def _peak(per_bucket: dict[int, float], resolution: int, peak_s: float) -> tuple[int, int]:
+    """The ``[lo, hi)`` buckets of the busiest span of ``peak_s`` seconds."""
+    buckets = sorted(per_bucket)
+    width = max(1, round(peak_s / resolution))
+    best, best_lo = -1.0, buckets[0]
+    for i, lo in enumerate(buckets):
+        total = sum(per_bucket.get(lo + k * resolution, 0.0) for k in range(width))
+        if total > best:
+            best, best_lo = total, lo
+        if i + width >= len(buckets):
+            break
+    return best_lo, best_lo + width * resolution
+
+
+def pool_evidence(store: RollupStore, start: float, end: float, resolution: int = 60,
+                  peak_s: float = 900.0) -> dict[str, PoolEvidence]:
+    """Evidence for every pool with requests in ``[start, end)``."""
+    lo = math.ceil(start / resolution) * resolution
+    hi = math.floor(end / resolution) * resolution
+    refs = [r for r in store.series("request") if r.labels[1:] == _ALL7 and r.labels[0] != ALL]
+    if hi <= lo or not refs:
+        return {}
+    rows = store.read(refs, resolution, lo, hi, ("duration_us", "queue_wait_us", "service_us"))
+    by_pool: dict[str, dict[int, object]] = defaultdict(dict)
+    for r in rows:
+        by_pool[r.series.labels[0]][r.bucket] = r.agg
+    out: dict[str, PoolEvidence] = {}
+    for pool, aggs in by_pool.items():
+        counts = {b: a.counters.get("requests", 0.0) for b, a in aggs.items()}
+        if not sum(counts.values()):
+            continue
+        p0, p1 = _peak(counts, resolution, peak_s)
+        ev = PoolEvidence(pool, start, end, p0, p1, range_requests=sum(counts.values()))
+        dists: dict[str, Dist] = {}
+        for b, a in aggs.items():
+            if p0 <= b < p1:
+                ev.requests += a.counters.get("requests", 0.0)
+                ev.timeouts += a.counters.get("timeouts", 0.0)
+                ev.errors += a.counters.get("errors", 0.0)
+                _merge(dists, "d", a.dists.get("duration_us"))
+                _merge(dists, "w", a.dists.get("queue_wait_us"))
+                _merge(dists, "s", a.dists.get("service_us"))
+        ev.rate = ev.requests / (p1 - p0)
+        _service(ev, dists.get("d"), dists.get("w"), dists.get("s"))
+        out[pool] = ev
+    _pool_gauges(store, out, resolution, lo, hi)
+    _workers(store, out, resolution, lo, hi)
+    _sessions(store, out, resolution, lo, hi)
+    return out
+
+
+def _service(ev: PoolEvidence, d: Dist | None, w: Dist | None, s: Dist | None) -> None:
+    if d is None or not d.count:
+        return
+    ev.p95_duration_s = d.quantile(0.95) / 1e6
+    if w is not None and w.count >= 0.9 * d.count:  # the requests carry their wait
+        ev.p95_wait_s, ev.p99_wait_s = w.quantile(0.95) / 1e6, w.quantile(0.99) / 1e6
+    n, mean, var = _moments(s if s is not None and s.count >= 0.5 * d.count else d)
+    ev.mean_service_s = mean / 1e6
+    ev.service_scv = var / mean ** 2 if mean > 0 else 0.0
+
+
+def _last(gauge: list[float] | None, prev: tuple[float, float] | None
+          ) -> tuple[float, float] | None:
+    if gauge is None:
+        return prev
+    return (gauge[0], gauge[1]) if prev is None or gauge[0] >= prev[0] else prev
+
+
+def _pool_gauges(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int,
+                 hi: int) -> None:
+    refs = [SeriesRef("pool", (p,)) for p in out]
+    last: dict[tuple[str, str], tuple[float, float] | None] = defaultdict(lambda: None)
+    for r in store.read(refs, res, lo, hi, ()):
+        ev, g = out[r.series.labels[0]], r.agg.gauges
+        for name in ("pool_size", "threads_per_worker", "max_queue_size"):
+            last[(ev.pool, name)] = _last(g.get(name), last[(ev.pool, name)])
+        ev.saturated += r.agg.counters.get("saturated", 0.0)
+        if "queue_depth" in g:
+            ev.peak_queue_depth = max(ev.peak_queue_depth, g["queue_depth"][3])
+    for ev in out.values():
+        for name in ("pool_size", "threads_per_worker", "max_queue_size"):
+            value = last[(ev.pool, name)]
+            if value is not None:
+                setattr(ev, name, int(value[1]))
+
+
+def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int,
+             hi: int) -> None:
+    refs = [r for r in store.series("worker") if r.labels[0] in out]
+    startup: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for r in store.read(refs, res, lo, hi, ("startup_us",)):
+        ev, c = out[r.series.labels[0]], r.agg.counters
+        ev.crashed += c.get("crashed", 0.0)
+        ev.spawned += c.get("spawned", 0.0)
+        for name, value in c.items():
+            if name.startswith("recycled."):
+                reason = name.split(".", 1)[1]
+                ev.recycled[reason] = ev.recycled.get(reason, 0.0) + value
+        d = r.agg.dists.get("startup_us")
+        if d is not None and d.count:
+            startup[ev.pool][0] += d.sum
+            startup[ev.pool][1] += d.count
+    for pool, (total, n) in startup.items():
+        out[pool].mean_startup_s = total / n / 1e6
+
+
+def _sessions(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int,
+              hi: int) -> None:
+    refs = [r for r in store.series("session") if r.labels[0] in out]
+    for r in store.read(refs, res, lo, hi, ()):
+        ev, g = out[r.series.labels[0]], r.agg.gauges
+        ev.sessions_pruned += r.agg.counters.get("pruned", 0.0)
+        ev.session_warnings += r.agg.counters.get("accumulation_warning", 0.0)
+        if "max_sessions" in g:
+            ev.max_sessions = int(g["max_sessions"][1])
+        if "current_sessions" in g:
+            ev.peak_sessions = max(ev.peak_sessions, g["current_sessions"][3])
