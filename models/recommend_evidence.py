@@ -54,12 +54,12 @@ class PoolEvidence:
     crashed: float = 0.0
     spawned: float = 0.0
     mean_startup_s: float | None = None
+    recycled_at_requests: float | None = None  # most requests a recycled worker had served
+    recycled_at_uptime_s: float | None = None
+    memory_threshold_mb: float | None = None
     saturated: float = 0.0
     peak_queue_depth: float = 0.0
-    sessions_pruned: float = 0.0
-    session_warnings: float = 0.0
-    max_sessions: int | None = None
-    peak_sessions: float = 0.0
+    commands: set[str] = field(default_factory=set)
 
     @property
     def servers(self) -> int | None:
@@ -147,9 +147,11 @@ def pool_evidence(store: RollupStore, start: float, end: float, resolution: int 
         ev.rate = ev.requests / (p1 - p0)
         _service(ev, dists.get("d"), dists.get("w"), dists.get("s"))
         out[pool] = ev
+    for r in store.series("request"):  # the catalogue: which commands each pool serves
+        if ALL not in r.labels and r.labels[0] in out:
+            out[r.labels[0]].commands.add(r.labels[3])
     _pool_gauges(store, out, resolution, lo, hi)
     _workers(store, out, resolution, lo, hi)
-    _sessions(store, out, resolution, lo, hi)
     return out
 
 
@@ -201,6 +203,13 @@ def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int
             if name.startswith("recycled."):
                 reason = name.split(".", 1)[1]
                 ev.recycled[reason] = ev.recycled.get(reason, 0.0) + value
+        g = r.agg.gauges
+        for name, attr in (("request_count", "recycled_at_requests"),
+                           ("uptime_s", "recycled_at_uptime_s")):
+            if name in g:
+                setattr(ev, attr, max(getattr(ev, attr) or 0.0, g[name][3]))
+        if "memory_threshold_mb" in g:
+            ev.memory_threshold_mb = g["memory_threshold_mb"][1]
         d = r.agg.dists.get("startup_us")
         if d is not None and d.count:
             startup[ev.pool][0] += d.sum
@@ -209,14 +218,53 @@ def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int
         out[pool].mean_startup_s = total / n / 1e6
 
 
-def _sessions(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int,
-              hi: int) -> None:
-    refs = [r for r in store.series("session") if r.labels[0] in out]
-    for r in store.read(refs, res, lo, hi, ()):
-        ev, g = out[r.series.labels[0]], r.agg.gauges
-        ev.sessions_pruned += r.agg.counters.get("pruned", 0.0)
-        ev.session_warnings += r.agg.counters.get("accumulation_warning", 0.0)
+@dataclass
+class SessionEvidence:
+    """Deployment-wide session signals: Snakepit's pruning and accumulation events name no
+    pool (the ETS table is shared)."""
+
+    pruned: float = 0.0
+    warnings: float = 0.0
+    max_sessions: int | None = None
+    peak_sessions: float = 0.0
+
+
+def session_evidence(store: RollupStore, start: float, end: float, resolution: int = 60
+                     ) -> SessionEvidence:
+    lo = math.ceil(start / resolution) * resolution
+    hi = math.floor(end / resolution) * resolution
+    out = SessionEvidence()
+    for r in store.read(store.series("session"), resolution, lo, hi, ()):
+        g = r.agg.gauges
+        out.pruned += r.agg.counters.get("pruned", 0.0)
+        out.warnings += r.agg.counters.get("accumulation_warning", 0.0)
         if "max_sessions" in g:
-            ev.max_sessions = int(g["max_sessions"][1])
+            out.max_sessions = int(g["max_sessions"][1])
         if "current_sessions" in g:
-            ev.peak_sessions = max(ev.peak_sessions, g["current_sessions"][3])
+            out.peak_sessions = max(out.peak_sessions, g["current_sessions"][3])
+    return out
+
+
+def group_means(store: RollupStore, start: float, end: float, dim: str,
+                resolution: int = 60) -> dict[tuple[str, str, str], list[float]]:
+    """(pool, command, value of ``dim``) -> per-bucket mean service time (s), from the detailed
+    request series: the samples a significance test between Python environments or libraries
+    runs on."""
+    from streams.series import FAMILIES
+
+    dims = FAMILIES["request"]
+    i = dims.index(dim)
+    lo = math.ceil(start / resolution) * resolution
+    hi = math.floor(end / resolution) * resolution
+    refs = [r for r in store.series("request") if ALL not in r.labels]
+    sums: dict[tuple[str, str, str], dict[int, list[float]]] = defaultdict(
+        lambda: defaultdict(lambda: [0.0, 0.0]))
+    for r in store.read(refs, resolution, lo, hi, ("duration_us", "service_us")):
+        d = r.agg.dists.get("service_us") or r.agg.dists.get("duration_us")
+        if d is None or not d.count:
+            continue
+        labels = r.series.labels
+        cell = sums[(labels[0], labels[dims.index("command")], labels[i])][r.bucket]
+        cell[0] += d.sum
+        cell[1] += d.count
+    return {k: [s / n / 1e6 for s, n in v.values() if n] for k, v in sums.items()}

@@ -217,7 +217,7 @@ def worker(e: Worker, pane: PaneFor) -> None:
         value = getattr(e, name)
         if value is not None:
             p.add_values(name, [value])
-    for name in ("beam_memory_mb", "uptime_s", "request_count"):
+    for name in ("beam_memory_mb", "uptime_s", "request_count", "memory_threshold_mb"):
         value = getattr(e, name)
         if value is not None:
             p.agg.add_gauge(name, t, value)
