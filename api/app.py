@@ -19,6 +19,7 @@ from api import (
     live,
     problems,
     prometheus,
+    recommendations,
     requests,
     routes_query,
     traces,
@@ -66,6 +67,8 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
     app.include_router(annotations.write_router, dependencies=operator)
     app.include_router(benchmarks.read_router, dependencies=viewer)
     app.include_router(deploys.router, dependencies=viewer)
+    app.include_router(recommendations.router, dependencies=viewer)
+    app.include_router(recommendations.actions, dependencies=operator)
     app.include_router(benchmarks.write_router, dependencies=operator)
     ui.install(app)
     started = time.monotonic()

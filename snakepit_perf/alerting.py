@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 from api.deploys import DeployJudge, DeployWindows
+from api.recommendations import RecommendConfig, Recommender
 from api.services import Services
 from models.alerts import AlertEngine, Rule, rule_from_dict
 from models.kafka_alerts import KafkaAlertPublisher
@@ -34,6 +35,13 @@ def deploy_judge(services: Services, settings: Settings,
                  publisher: KafkaAlertPublisher | None) -> DeployJudge:
     """The deploy judge of this process, publishing where its alerts go on Kafka."""
     return DeployJudge(services, DeployWindows(**vars(settings.deploys)),
+                       publisher.publish if publisher is not None else None)
+
+
+def recommender(services: Services, settings: Settings,
+                publisher: KafkaAlertPublisher | None) -> Recommender:
+    """Recommendations of this process; rollbacks are published where its alerts go."""
+    return Recommender(services, RecommendConfig(**vars(settings.recommend)),
                        publisher.publish if publisher is not None else None)
 
 

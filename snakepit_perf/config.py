@@ -85,6 +85,24 @@ class DeploySettings:
 
 
 @dataclass
+class RecommendSettings:
+    # What a pool should achieve at its peak (the busiest peak_minutes of lookback_hours).
+    target_p95_wait_ms: float = 50
+    max_utilisation: float = 0.8
+    lookback_hours: float = 24
+    peak_minutes: float = 15
+    # Snakepit does not report its queue timeout; the deployment's pool_queue_timeout.
+    pool_queue_timeout_ms: int = 5000
+    # An applied recommendation is validated like a deploy: before_s against after_s, once
+    # settle_s has passed and the after window's events are stored (lateness_s later).
+    before_s: float = 900
+    settle_s: float = 120
+    after_s: float = 600
+    lateness_s: float = 30
+    check_every_s: float = 10
+
+
+@dataclass
 class IngestSettings:
     # Events waiting to be aggregated (embedded run) before ingest answers 429 with Retry-After.
     max_queued_events: int = 200_000
@@ -133,6 +151,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     deploys: DeploySettings = field(default_factory=DeploySettings)
+    recommend: RecommendSettings = field(default_factory=RecommendSettings)
 
 
 def time_bounds(settings: Settings) -> TimeBounds:

@@ -14,7 +14,13 @@ from models.runner import AlertRunner, StoredAlerts
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf import config
-from snakepit_perf.alerting import alert_engine, alert_outputs, deploy_judge, kafka_publisher
+from snakepit_perf.alerting import (
+    alert_engine,
+    alert_outputs,
+    deploy_judge,
+    kafka_publisher,
+    recommender,
+)
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
@@ -76,13 +82,16 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
 
     # Deploys are judged here, from the stored rollups, and published beside the alerts.
     judge = deploy_judge(app.state.services, settings, publisher)
+    recs = app.state.recommender = recommender(app.state.services, settings, publisher)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         judge.start()
+        recs.start()
         try:
             yield
         finally:
+            recs.stop()
             judge.stop()
             app.state.services.spans.close()  # calls still waiting for a partner span
             producer.flush(30)

@@ -14,7 +14,13 @@ from models.runner import AlertRunner
 from simulator.background import BackgroundSimulation
 from simulator.model import Incident
 from snakepit_perf import config
-from snakepit_perf.alerting import alert_engine, alert_outputs, deploy_judge, kafka_publisher
+from snakepit_perf.alerting import (
+    alert_engine,
+    alert_outputs,
+    deploy_judge,
+    kafka_publisher,
+    recommender,
+)
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
@@ -47,6 +53,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
                               time_bounds=config.time_bounds(settings)), keys)
 
     judge = deploy_judge(app.state.services, settings, kafka)
+    recs = app.state.recommender = recommender(app.state.services, settings, kafka)
     simulation = BackgroundSimulation(runner.submit, simulate, incidents=incidents) \
         if simulate else None
 
@@ -54,11 +61,13 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         runner.start()
         judge.start()
+        recs.start()
         if simulation is not None:
             simulation.start()
         try:
             yield
         finally:
+            recs.stop()
             judge.stop()
             if simulation is not None:
                 simulation.stop()

@@ -119,8 +119,9 @@ class Engine:
         if not events:
             return self.advance(self.watermark())
         res0 = self.resolutions[0]
-        late_before = math.floor(self.closed_until / res0) * res0 if self.closed_until > -math.inf \
-            else -math.inf
+        # after a flush (closed_until = inf) everything is late: merged into what is stored
+        late_before = math.floor(self.closed_until / res0) * res0 \
+            if math.isfinite(self.closed_until) else self.closed_until
         if set(map(type, events)) == {Request}:  # the common case, checked in C
             reqs, others = events, []
         else:

@@ -128,6 +128,20 @@ def test_events_past_lateness_are_merged_and_counted():
         merged(in_order, "request", 60)[minute].counters["requests"] + 1
 
 
+def test_events_after_a_flush_are_merged_as_late_data():
+    """A finite input flushed, then more of it (a test, or a backfill into a stopped engine):
+    the new events come out as late deltas that merge into what the store holds."""
+    events = requests(6000, 60)
+    eng = Engine()
+    out = eng.process(events[:3000]) + eng.flush()
+    more = eng.process(events[3000:]) + eng.flush()
+    assert more and all(r.late for r in more)
+    got, expected = merged(out + more, "request", 10), merged(run(events), "request", 10)
+    assert {b: a.counters["requests"] for b, a in got.items()} == \
+        {b: a.counters["requests"] for b, a in expected.items()}
+    assert sum(a.dists["duration_us"].count for a in got.values()) == 6000
+
+
 def test_digests_do_not_depend_on_batch_boundaries():
     events = requests(30_000, 300)
     a, b = run(events, batch=500), run(events, batch=1237)
