@@ -61,6 +61,7 @@ class RecommendConfig:
     lookback_hours: float = 24
     peak_minutes: float = 15
     pool_queue_timeout_ms: int = 5000
+    shrink_history_hours: float = 20
     before_s: float = 900
     settle_s: float = 120
     after_s: float = 600
@@ -69,7 +70,8 @@ class RecommendConfig:
 
     def targets(self) -> recommend.Targets:
         return recommend.Targets(p95_wait_s=self.target_p95_wait_ms / 1000,
-                                 max_utilisation=self.max_utilisation)
+                                 max_utilisation=self.max_utilisation,
+                                 shrink_history_s=self.shrink_history_hours * 3600)
 
 
 def _resolution(start: float, end: float) -> int:
@@ -133,6 +135,8 @@ class Recommender:
             item = rec.to_json() | {"state": "open"}
             out[rec.id] = item
         for rid, a in latest.items():
+            if rid in out and a.time < start and a.tags.get("action") != "dismissed":
+                rid = f"{rid}@{a.id}"  # applied before this range: the finding is new again
             item = dict(out.get(rid) or orjson.loads(a.tags.get("recommendation_json", "{}"))
                         or {"id": rid, "pool": a.pool, "kind": "config_change",
                             "setting": a.tags["setting"], "summary": a.title})

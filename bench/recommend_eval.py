@@ -9,7 +9,17 @@ recommender reads it back as the API does. Reports:
   simulator measured. A prediction counts as right within 20 % (or 1 ms, the resolution a wait
   is reported at, when both are near zero).
 
-    .venv/bin/python -m bench.recommend_eval [--seconds 420]
+- **Harmful change:** a right-sized pool halved (a ``config_change`` annotation), judged by
+  the validation the API runs: "made worse" once the after window has passed, and a rollback to
+  the previous size.
+- **Learning:** a pool the model is biased on (thread profile: service slows as a worker's
+  threads fill), 10 recommendations applied one after another as its load swings; the
+  relative error of the predicted P95 queue wait, first three changes against last three.
+- **Crying wolf:** a right-sized three-pool deployment (the simulator's default shape, with its
+  crashes, recycling, sessions, bursts) over 30 simulated hours, the recommender asked every
+  hour over its default 24 h lookback: recommendations made (should be none).
+
+    .venv/bin/python -m bench.recommend_eval [--seconds 420] [--only sizing,harm,learning,day]
 """
 
 from __future__ import annotations
@@ -19,9 +29,13 @@ import math
 import time
 from dataclasses import dataclass
 
+from api.recommendations import RecommendConfig, Recommender
+from api.services import Services
 from models import recommend
 from models.recommend_evidence import PoolEvidence, pool_evidence
-from simulator.model import Command, PoolSpec, Simulation, daily_shape
+from models.recommend_learning import relative_error as rel_error
+from simulator.model import Command, PoolSpec, Simulation, daily_shape, default_pools
+from store.base import AnnotationRecord
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
 from tests.support import T0
@@ -103,7 +117,7 @@ def sizing(seconds: float) -> tuple[int, int]:
         rate = case.rate()
         window = simulate(store, 2 * day, case.spec(), rate, seconds, seed=day + 1)
         ev = evidence(store, case.name, window)
-        rec = recommend.pool_size(ev)
+        rec = recommend.pool_size(ev, recommend.Targets(shrink_history_s=0))
         if rec is None:
             print(f"{case.name}  {case.size:4d} {ev.utilisation:5.0%}  no recommendation")
             total += 1
@@ -122,12 +136,141 @@ def sizing(seconds: float) -> tuple[int, int]:
     return hits, total
 
 
+class _NoSink:
+    def submit(self, events: list) -> None:  # the recommender never ingests
+        raise RuntimeError("not used")
+
+
+def recommender(store: SQLiteStore, clock: list[float]) -> Recommender:
+    config = RecommendConfig(before_s=300, settle_s=60, after_s=1200, lateness_s=0,
+                             shrink_history_hours=0)
+    return Recommender(Services(store=store, sink=_NoSink()), config, clock=lambda: clock[0])
+
+
+def harm() -> bool:
+    """A right-sized pool (8 workers, 60 % busy) halved; judged by the API's validation."""
+    store, clock = SQLiteStore(":memory:"), [0.0]
+    r = recommender(store, clock)
+    case = Case("halved", 8, 0.6, [Command("predict", 2, 40, 0.5, "torch"),
+                                   Command("embed", 1, 12, 0.4)])
+    t0, t1 = simulate(store, 0, case.spec(), case.rate(), 420, seed=7)
+    store.add_annotations([AnnotationRecord(t1, "config_change", "halve halved", pool="halved",
+                                            tags={"setting": "pool_size", "from": "8",
+                                                  "to": "4"})])
+    _simulate_at(store, t1, case.spec(4), case.rate(), 420 + 60, seed=8)
+    clock[0] = t1 + r.config.settle_s + r.config.after_s
+    judged = r.check()
+    rollbacks = [i for i in r.listing(t0, clock[0]) if i["kind"] == "rollback"]
+    status = judged[0]["outcome"]["status"] if judged else "not judged"
+    worst = judged[0]["outcome"]["regressions"][:1] if judged else []
+    print(f"harm: pool halved 8 → 4: {status} "
+          f"{r.config.settle_s + r.config.after_s:.0f} s after the change"
+          + (f" ({worst[0]['slice']} {worst[0]['metric']} {worst[0]['change']:+.0%})"
+             if worst else ""))
+    for rb in rollbacks:
+        print(f"  rollback: {rb['setting']} {rb['current']} → {rb['proposed']}")
+    ok = status == "made_worse" and [(rb["setting"], rb["proposed"]) for rb in rollbacks] == \
+        [("pool_size", 8)]
+    print(f"harm: {'flagged and rolled back to 8' if ok else 'NOT flagged correctly'}")
+    return ok
+
+
+def _simulate_at(store: SQLiteStore, start: float, spec: PoolSpec, rate: float, seconds: float,
+                 seed: int) -> None:
+    eng = Engine()
+    events = list(Simulation(rate, start, seconds, seed=seed, pools=[spec]).events())
+    for i in range(0, len(events), 5000):
+        store.write(eng.process(events[i:i + 5000]))
+    store.write(eng.flush())
+
+
+def learning(steps: int = 10) -> tuple[float, float]:
+    """Ten applied pool_size changes on a pool the model gets wrong: thread profile, whose
+    service slows as a worker's threads fill (the simulator's GIL share), which M/G/c with a
+    fixed service time does not see. Error of the predicted P95 queue wait, first 3 vs last 3."""
+    store, clock = SQLiteStore(":memory:"), [0.0]
+    r = recommender(store, clock)
+    mix = [Command("predict", 6, 40, 0.5, "torch"), Command("embed", 3, 12, 0.4)]
+    size = 4
+    # the load swings day by day (busy share of 4 workers x 4 threads): each day needs a change
+    loads = [0.95, 0.25, 1.1, 0.3, 1.2, 0.28, 1.3, 0.3, 1.25, 0.27, 1.15, 0.3, 1.2, 0.3]
+    errors: list[float] = []
+    for day, busy in enumerate(loads):
+        if len(errors) == steps:
+            break
+        rate = Case("threads", 4, busy, mix, threads=4).rate()
+        start = PEAK + day * 86400
+        _simulate_at(store, start, Case("threads", size, 0, mix, 4).spec(), rate, 420, day + 1)
+        clock[0] = start + 420
+        recs = [x for x in r.find(start + WARMUP, start + 420) if x.kind in
+                ("pool_too_small", "pool_too_large")]
+        if not recs:
+            print(f"  day {day}: no change needed at pool_size {size}")
+            continue
+        rec = recs[0]
+        r.applied(rec.id, start + 420, start + WARMUP, start + 420)
+        _simulate_at(store, start + 420, Case("threads", rec.proposed, 0, mix, 4).spec(), rate,
+                     r.config.settle_s + r.config.after_s, day + 101)
+        clock[0] = start + 420 + r.config.settle_s + r.config.after_s
+        (judged,) = r.check()
+        o = judged["outcome"]
+        predicted = rec.impact["p95_queue_wait_s"]["after"]
+        err = rel_error(predicted, o["observed"] or 0.0)
+        errors.append(err)
+        print(f"  change {len(errors):2d}: pool_size {rec.current:2d} → {rec.proposed:2d}, "
+              f"P95 wait predicted {predicted * 1000:6.1f} ms (correction "
+              f"{rec.correction['wait_factor']:.2f}), observed "
+              f"{(o['observed'] or 0) * 1000:6.1f} ms, error {err:.0%}")
+        size = rec.proposed
+    first, last = sum(errors[:3]) / 3, sum(errors[-3:]) / 3
+    print(f"learning: mean error of the first 3 changes {first:.0%}, of the last 3 {last:.0%} "
+          f"({'halved' if last <= first / 2 else 'NOT halved'}; {len(errors)} changes)")
+    return first, last
+
+
+def day(hours: int = 30, rate: float = 60.0) -> int:
+    """A right-sized deployment over ``hours``: recommendations made over any hour."""
+    store, clock = SQLiteStore(":memory:"), [0.0]
+    r = Recommender(Services(store=store, sink=_NoSink()), RecommendConfig(),
+                    clock=lambda: clock[0])
+    start = T0 - 8 * 3600  # 00:00 UTC
+    specs = default_pools(rate)
+    eng = Engine()
+    batch: list = []
+    made: dict[str, str] = {}
+    next_hour = start + 3600
+    for event in Simulation(rate, start, hours * 3600, seed=11, pools=specs).events():
+        if event.time >= next_hour:
+            store.write(eng.process(batch))
+            batch = []
+            clock[0] = next_hour
+            for rec in r.find(max(start, next_hour - 24 * 3600), next_hour - 120):
+                made.setdefault(rec.id, f"hour {(next_hour - start) / 3600:.0f}: {rec.summary}")
+            next_hour += 3600
+        batch.append(event)
+    for line in made.values():
+        print("  " + line)
+    sizes = ", ".join(f"{s.name} {s.pool_size}x{s.threads_per_worker}" for s in specs)
+    print(f"day: {len(made)} recommendations over {hours} h of a right-sized deployment "
+          f"({sizes}; {rate:.0f} req/s mean)")
+    return len(made)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=420)
+    parser.add_argument("--only", default="sizing,harm,learning,day")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    sizing(args.seconds)
+    parts = args.only.split(",")
+    if "sizing" in parts:
+        sizing(args.seconds)
+    if "harm" in parts:
+        harm()
+    if "learning" in parts:
+        learning()
+    if "day" in parts:
+        day()
     print(f"({time.perf_counter() - t0:.0f} s)")
 
 

@@ -42,6 +42,9 @@ class Targets:
     too_large_utilisation: float = 0.3  # below this at peak, a pool is oversized
     min_requests: int = 2000  # at the peak: fewer, and no capacity finding is made
     min_saving: int = 2  # a smaller pool is proposed only if it saves this many workers
+    # A pool is only cut once this much history is stored: a fresh deployment's first night
+    # is not its peak (VPA waits for history the same way).
+    shrink_history_s: float = 20 * 3600
 
 
 @dataclass
@@ -63,9 +66,9 @@ class Recommendation:
     correction: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.id:  # stable: the same finding on the same pool keeps its id
-            self.id = hashlib.sha1(f"{self.pool}|{self.kind}|{self.setting}".encode()
-                                   ).hexdigest()[:12]
+        if not self.id:  # stable while the setting keeps its value: dismissed stays dismissed
+            self.id = hashlib.sha1(f"{self.pool}|{self.kind}|{self.setting}|{self.current}"
+                                   .encode()).hexdigest()[:12]
         if not self.snippet:
             self.snippet = snippet(None if self.setting in GLOBAL_SETTINGS else self.pool,
                                    {self.setting: self.proposed})
@@ -104,10 +107,11 @@ def _confidence(ev: PoolEvidence, targets: Targets) -> float:
 
 
 def pool_size(ev: PoolEvidence, targets: Targets = Targets(),
-              correction: float = 1.0) -> Recommendation | None:
+              correction: float = 1.0, kind: str | None = None) -> Recommendation | None:
     """``pool_size`` from the M/G/c model at the pool's peak: the fewest workers that keep the
     P95 queue wait under target with headroom, when the pool is measurably too small or
-    clearly too large. ``correction`` scales the model's waits (learned from outcomes)."""
+    clearly too large. ``correction`` scales the model's waits (learned from outcomes of
+    ``kind``); a corrected answer that changes direction is not made."""
     if ev.servers is None or ev.requests < targets.min_requests \
             or not math.isfinite(ev.mean_service_s) or ev.mean_service_s <= 0:
         return None
@@ -117,7 +121,8 @@ def pool_size(ev: PoolEvidence, targets: Targets = Targets(),
     now = queueing.predict(ev.rate, ev.mean_service_s, scv, ev.servers, down)
     wait_now = ev.p95_wait_s if ev.p95_wait_s is not None else now.p95_wait_s * correction
     too_small = wait_now > targets.p95_wait_s or now.utilisation > targets.too_small_utilisation
-    too_large = now.utilisation < targets.too_large_utilisation and ev.timeouts == 0
+    too_large = now.utilisation < targets.too_large_utilisation and ev.timeouts == 0 \
+        and ev.end - ev.first_seen >= targets.shrink_history_s
     if not too_small and not too_large:
         return None
     # the target as the model sees it: a learned correction > 1 means waits run longer
@@ -131,6 +136,8 @@ def pool_size(ev: PoolEvidence, targets: Targets = Targets(),
     after = queueing.predict(ev.rate, ev.mean_service_s, scv, best * per, down)
     p95_after = after.p95_wait_s * correction
     grow = best > size
+    if kind is not None and kind != ("pool_too_small" if grow else "pool_too_large"):
+        return None
     impact = {
         "p95_queue_wait_s": {"before": wait_now, "after": p95_after,
                              "low": p95_after * 0.5, "high": max(p95_after * 1.5, 0.001)},
@@ -380,6 +387,16 @@ PRIORITY = {"high": 0, "medium": 1, "low": 2}
 CAPACITY_KINDS = ("pool_too_small", "pool_too_large")
 
 
+def _sized(ev: PoolEvidence, targets: Targets, outcomes: Sequence[Outcome]
+           ) -> Recommendation | None:
+    """:func:`pool_size` with the correction learned for the direction it goes."""
+    rec = pool_size(ev, targets)
+    if rec is None or not outcomes:
+        return rec
+    factor = learning.correction(outcomes, ev.pool, rec.kind)
+    return rec if factor == 1.0 else pool_size(ev, targets, factor, rec.kind)
+
+
 def find(pools: dict[str, PoolEvidence], sessions_seen: SessionEvidence | None = None,
          groups: dict[str, dict[tuple[str, str, str], list[float]]] | None = None,
          outcomes: Sequence[Outcome] = (), targets: Targets = Targets()) -> list[Recommendation]:
@@ -387,8 +404,7 @@ def find(pools: dict[str, PoolEvidence], sessions_seen: SessionEvidence | None =
     urgent first. ``groups`` maps ``python_env`` / ``library`` to :func:`group_means` output."""
     out: list[Recommendation] = []
     for ev in pools.values():
-        wait_factor = learning.correction(outcomes, ev.pool, CAPACITY_KINDS)
-        for rec in (pool_size(ev, targets, wait_factor), recycling(ev, targets),
+        for rec in (_sized(ev, targets, outcomes), recycling(ev, targets),
                     memory_recycling(ev), queue_timeout(ev, targets=targets)):
             if rec is not None:
                 out.append(rec)

@@ -50,6 +50,7 @@ class PoolEvidence:
     max_queue_size: int | None = None
     # whole range
     range_requests: float = 0.0
+    first_seen: float = math.inf  # the first stored bucket with requests (history length)
     recycled: dict[str, float] = field(default_factory=dict)  # by reason
     crashed: float = 0.0
     spawned: float = 0.0
@@ -102,18 +103,15 @@ def _merge(into: dict[str, Dist], name: str, d: Dist | None) -> None:
         into[name] = d.copy()
 
 
-def _peak(per_bucket: dict[int, float], resolution: int, peak_s: float) -> tuple[int, int]:
-    """The ``[lo, hi)`` buckets of the busiest span of ``peak_s`` seconds."""
-    buckets = sorted(per_bucket)
-    width = max(1, round(peak_s / resolution))
-    best, best_lo = -1.0, buckets[0]
-    for i, lo in enumerate(buckets):
-        total = sum(per_bucket.get(lo + k * resolution, 0.0) for k in range(width))
-        if total > best:
-            best, best_lo = total, lo
-        if i + width >= len(buckets):
-            break
-    return best_lo, best_lo + width * resolution
+def _peak(per_bucket: dict[int, float], resolution: int, peak_s: float, lo: int, hi: int
+          ) -> tuple[int, int]:
+    """The ``[lo, hi)`` buckets of the busiest span of ``peak_s`` seconds (at most the range)."""
+    width = max(1, min(round(peak_s / resolution), (hi - lo) // resolution))
+    buckets = list(range(lo, hi - (width - 1) * resolution, resolution))
+    counts = np.array([per_bucket.get(b, 0.0) for b in range(lo, hi, resolution)])
+    sums = np.convolve(counts, np.ones(width), mode="valid")  # every span's total
+    best = buckets[int(np.argmax(sums))]
+    return best, best + width * resolution
 
 
 def pool_evidence(store: RollupStore, start: float, end: float, resolution: int = 60,
@@ -133,8 +131,9 @@ def pool_evidence(store: RollupStore, start: float, end: float, resolution: int 
         counts = {b: a.counters.get("requests", 0.0) for b, a in aggs.items()}
         if not sum(counts.values()):
             continue
-        p0, p1 = _peak(counts, resolution, peak_s)
-        ev = PoolEvidence(pool, start, end, p0, p1, range_requests=sum(counts.values()))
+        p0, p1 = _peak(counts, resolution, peak_s, lo, hi)
+        ev = PoolEvidence(pool, start, end, p0, p1, range_requests=sum(counts.values()),
+                          first_seen=min(b for b, n in counts.items() if n))
         dists: dict[str, Dist] = {}
         for b, a in aggs.items():
             if p0 <= b < p1:
@@ -159,9 +158,11 @@ def _service(ev: PoolEvidence, d: Dist | None, w: Dist | None, s: Dist | None) -
     if d is None or not d.count:
         return
     ev.p95_duration_s = d.quantile(0.95) / 1e6
-    if w is not None and w.count >= 0.9 * d.count:  # the requests carry their wait
+    carry_wait = w is not None and w.count >= 0.9 * d.count
+    if carry_wait:
         ev.p95_wait_s, ev.p99_wait_s = w.quantile(0.95) / 1e6, w.quantile(0.99) / 1e6
-    n, mean, var = _moments(s if s is not None and s.count >= 0.5 * d.count else d)
+    # service times where the requests carry their wait (refused and timed-out ones have none)
+    n, mean, var = _moments(s if carry_wait and s is not None and s.count else d)
     ev.mean_service_s = mean / 1e6
     ev.service_scv = var / mean ** 2 if mean > 0 else 0.0
 

@@ -36,16 +36,23 @@ class Outcome:
 
     @property
     def log_ratio(self) -> float | None:
+        """log(observed / predicted); None when there is nothing to learn from (no wait
+        predicted nor seen: a pool with room to spare says nothing about the wait's scale)."""
         if self.predicted is None or self.observed is None:
             return None
         if not (math.isfinite(self.predicted) and math.isfinite(self.observed)):
             return None
+        if max(self.predicted, self.observed) < FLOOR_S:
+            return None
         return math.log(max(self.observed, FLOOR_S) / max(self.predicted, FLOOR_S))
 
 
-def correction(outcomes: Iterable[Outcome], pool: str, kinds: Sequence[str]) -> float:
-    """The factor to multiply the model's predicted waits by on ``pool`` (1.0: no evidence)."""
-    xs = [o.log_ratio for o in outcomes if o.pool == pool and o.kind in kinds]
+def correction(outcomes: Iterable[Outcome], pool: str, kind: str) -> float:
+    """The factor to multiply the model's predicted waits by for ``kind`` on ``pool`` (1.0: no
+    evidence). Per kind: growing and shrinking a pool move it to different operating points,
+    where the model errs differently (a thread pool cut to few workers runs its threads fuller
+    and slower than the service times measured before)."""
+    xs = [o.log_ratio for o in outcomes if o.pool == pool and o.kind == kind]
     xs = [x for x in xs if x is not None]
     if not xs:
         return 1.0

@@ -356,10 +356,12 @@ class RequestPane:
                  "overhead_us": _dists(codes, np.maximum(c.duration - c.python, 0), has_python)}
         # Service time (a worker's part of a request): only where the wait is known, else the
         # duration already is the service time (Snakepit's execute span) and is not kept twice.
-        # A request that timed out in the queue was never served.
-        served = (c.wait >= 0) & (c.status != 2)
+        # A request that timed out in the queue, or was refused (queue full: no time at all),
+        # was never served.
+        service = c.duration - c.wait
+        served = (c.wait >= 0) & (c.status != 2) & (service > 0)
         if served.any():
-            dists["service_us"] = _dists(codes, np.maximum(c.duration - c.wait, 0), served)
+            dists["service_us"] = _dists(codes, service, served)
         out: dict[SeriesKey, Aggregate] = {}
         for code in [code for code, n in enumerate(counts) if n]:  # O(series), not O(requests)
             a = Aggregate()

@@ -23,6 +23,7 @@ from tests.support import T0
 
 PEAK = T0 + 8 * 3600  # 16:00 UTC: the simulator's daily peak
 MIX = [Command("predict", 2, 40, 0.5, "torch"), Command("embed", 1, 12, 0.4, "numpy")]
+SHORT_HISTORY = recommend.Targets(shrink_history_s=0)  # these stores hold minutes, not a day
 
 
 def mean_ms(commands: list[Command]) -> float:
@@ -95,7 +96,8 @@ def test_a_pool_too_small_gets_a_bigger_size_and_a_right_sized_one_nothing() -> 
 
 def test_an_oversized_pool_is_cut_but_not_below_what_its_peak_needs() -> None:
     store, t0, t1 = stored([PoolSpec("idle", pool_size=16, commands=MIX)], {"idle": 0.15})
-    (rec,) = recommend.find(evidence(store, t0, t1))
+    assert recommend.find(evidence(store, t0, t1)) == []  # 4 minutes of history: too little
+    (rec,) = recommend.find(evidence(store, t0, t1), targets=SHORT_HISTORY)
     assert rec.kind == "pool_too_large" and rec.current == 16
     assert 3 <= rec.proposed <= 6  # 2.4 busy workers at the peak, ≤ 80 % busy after
     assert rec.impact["utilisation"]["after"] <= 0.8
@@ -193,10 +195,13 @@ def _copy(src: SQLiteStore, dst: SQLiteStore) -> None:
 
 def test_learning_corrects_a_steady_bias_and_demotes_a_failing_kind() -> None:
     biased = [Outcome(i, "a", "pool_too_small", "validated", 0.040, 0.020) for i in range(5)]
-    assert correction(biased[:1], "a", ("pool_too_small",)) == pytest.approx(
+    assert correction(biased[:1], "a", "pool_too_small") == pytest.approx(
         math.exp(math.log(0.5) * 10 / 12))
-    assert correction(biased, "a", ("pool_too_small",)) == pytest.approx(0.5, rel=0.05)
-    assert correction(biased, "b", ("pool_too_small",)) == 1.0
+    assert correction(biased, "a", "pool_too_small") == pytest.approx(0.5, rel=0.05)
+    assert correction(biased, "b", "pool_too_small") == 1.0
+    assert correction(biased, "a", "pool_too_large") == 1.0
+    idle = [Outcome(i, "a", "pool_too_large", "validated", 0.0, 0.0) for i in range(5)]
+    assert correction(idle, "a", "pool_too_large") == 1.0  # no wait either way: nothing learnt
     failing = [Outcome(i, "a", "recycling_too_often", s, None, None)
                for i, s in enumerate(["validated", "no_effect", "made_worse", "no_effect"])]
     assert demoted(failing, "recycling_too_often")

@@ -19,7 +19,7 @@ from tests.unit.test_recommend import MIX, mean_ms
 PEAK = T0 + 8 * 3600
 BEFORE, AFTER = 360.0, 420.0
 CONFIG = RecommendConfig(before_s=300, settle_s=60, after_s=300, lateness_s=0, lookback_hours=1,
-                         peak_minutes=5)
+                         peak_minutes=5, shrink_history_hours=0)
 
 
 class Clock:
