@@ -19,7 +19,7 @@ from tests.browser.conftest import USERS, Page, Server, running, wait_js
 from tests.support import requests
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
-         "requests", "benchmarks"]
+         "requests", "benchmarks", "recommendations"]
 
 
 @pytest.fixture(scope="module")
@@ -483,5 +483,57 @@ def test_a_judged_deploy_is_listed_with_the_apis_verdict_and_opens_its_compariso
             assert shown.startswith("regression"), shown
             assert verdict["run"] in page.page.inner_text("#bench-compare h3")
             page.page.screenshot(path=str(shots / "deploys.png"), full_page=True)
+        finally:
+            page.context.close()
+
+
+def test_a_recommendation_is_shown_as_the_api_gives_it_and_marked_applied(browser, tmp_path,
+                                                                          shots):
+    """A pool of 4 workers 96 % busy for the last 9 minutes: the Recommendations view lists the
+    API's pool_too_small finding, shows its config snippet, and "Mark applied" records it."""
+    from simulator.model import PoolSpec, Simulation, daily_shape
+    from tests.unit.test_recommend import MIX, mean_ms
+
+    config = tmp_path / "recommend.toml"
+    config.write_text("[recommend]\nlookback_hours = 1\npeak_minutes = 5\n")
+    (tmp_path / "data").mkdir()
+    with running(tmp_path / "data", ["--config", str(config)], USERS) as server:
+        start = time.time() - 560
+        rate = 0.96 * 4 / (mean_ms(MIX) / 1000) / daily_shape(start)
+        spec = PoolSpec("default", pool_size=4, commands=list(MIX), crash_rate_per_hour=0,
+                        error_rate=0)
+        events = list(Simulation(rate, start, 540, seed=3, pools=[spec]).events())
+        with server.api() as api:
+            for i in range(0, len(events), 5000):
+                assert api.post("/v1/events", content=msgspec.json.encode(events[i:i + 5000]),
+                                headers={"Content-Type": "application/json"}).status_code == 202
+            want = sum(1 for e in events if type(e).__name__ == "Request")
+            q = {"metric": "requests_total", "stat": "count", "from": int(start) - 10,
+                 "to": int(time.time()) + 10}
+            wait_js_free(lambda: sum(p[1] for s in api.get("/v1/query", params=q).json()[
+                "series"] for p in s["points"]) == want)  # every window stored: it holds still
+            (rec,) = api.get("/v1/recommendations").json()
+        assert rec["kind"] == "pool_too_small" and rec["proposed"] > 4
+        page = Page(browser, server, "ops")
+        try:
+            page.open("view=recommendations")
+            assert page.errors == []
+            rows = page.page.evaluate("""() => [...document.querySelectorAll('#recommendations tr')]
+                .slice(1).map((tr) => [...tr.children].map((td) => td.textContent))""")
+            assert rows == [[rec["priority"], "default", "pool_too_small",
+                             f"pool_size: 4 → {rec['proposed']}", rec["summary"],
+                             f"{rec['confidence'] * 100:.0f}%", "open"]], rows
+            page.redrawn(lambda: page.page.click("#recommendations tr.link"))
+            assert page.page.inner_text("#recommendation pre.snippet") == rec["snippet"]
+            page.page.screenshot(path=str(shots / "recommendation.png"), full_page=True)
+            page.redrawn(lambda: page.page.click("#recommendation button[data-action=applied]"))
+            state = page.page.inner_text("#recommendations tr.link td:last-child")
+            assert state == "applied", state
+            with server.api("alice") as api:
+                (after,) = api.get("/v1/recommendations").json()
+                assert after["state"] == "applied" and after["applied"]["to"] == str(
+                    rec["proposed"])
+                assert api.post(f"/v1/recommendations/{rec['id']}/dismiss",
+                                json={}).status_code == 403  # a viewer may not act
         finally:
             page.context.close()

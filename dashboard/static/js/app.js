@@ -3,6 +3,7 @@ import { ApiError, get, liveSocket, send, setApiKey } from "./api.js";
 import { durationSeconds, fmt, stepFor } from "./format.js";
 import { download, drawChart, loadPanel, panelElement, showEmpty } from "./panel.js";
 import { benchmarksView } from "./benchmarks.js";
+import { recommendationsView } from "./recommendations.js";
 import { correlationTable, poolsTable, requestsTable, workersTable } from "./tables.js";
 import { VIEWS } from "./views.js";
 
@@ -17,7 +18,7 @@ function state() {
   return { view: q.get("view") || (q.get("dash") ? "" : "overview"), dash: q.get("dash") || "",
     range: q.get("range") || "", from: Number(q.get("from")) || null, to: Number(q.get("to")) || null,
     where: q.getAll("where"), live: q.get("live") === "1",
-    scenario: q.get("scenario") || "", run: q.get("run") || "" };
+    scenario: q.get("scenario") || "", run: q.get("run") || "", rec: q.get("rec") || "" };
 }
 
 function go(changes) {
@@ -29,6 +30,7 @@ function go(changes) {
   if (s.live) q.set("live", "1");
   if (s.view === "benchmarks" && s.scenario) q.set("scenario", s.scenario);
   if (s.view === "benchmarks" && s.run) q.set("run", s.run);
+  if (s.view === "recommendations" && s.rec) q.set("rec", s.rec);
   location.hash = q.toString();
 }
 
@@ -188,6 +190,7 @@ async function render() {
     grid.append(table);
   }
   if (view.special === "benchmarks") grid.append(...await benchmarksView({ ...s, go }));
+  if (view.special === "recommendations") grid.append(...await recommendationsView({ ...s, go }));
   if (gen !== app.generation) return;
   if (view.alerts) {
     const panel = await alertsPanel();

@@ -67,6 +67,7 @@ export const VIEWS = {
   correlations: { name: "Correlations", special: "correlations" },
   requests: { name: "Requests", special: "requests" },
   benchmarks: { name: "Benchmarks", special: "benchmarks" },
+  recommendations: { name: "Recommendations", special: "recommendations" },
 };
 
 // Signals the correlation view lines up against P99 latency (metric:stat).
