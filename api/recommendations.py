@@ -10,7 +10,8 @@ record a user sees on the charts:
 - ``POST /v1/recommendations/{id}/dismiss`` an ``other`` annotation (``action: dismissed``).
 
 Any other ``config_change`` annotation that names a ``setting`` (tags ``setting``, ``from``,
-``to``) is validated the same way: a change made by hand that hurts gets its rollback too.
+``to``) is validated the same way, and so is a ``pool_size`` change seen in the pools' own
+reports that nobody annotated: a change made by hand that hurts gets its rollback too.
 
 Once an applied change's after window has passed, the judge compares before and after with the
 benchmark method (as a deploy is judged: two finished benchmark runs of scenario
@@ -87,6 +88,7 @@ class Recommender:
         self.services, self.config, self.publish, self.clock = services, config, publish, clock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._scanned: float | None = None  # pool reports scanned for changes up to here
 
     # -- finding ----------------------------------------------------------------------------
 
@@ -275,7 +277,47 @@ class Recommender:
                 log.exception("rollback of %s not published", a.id)
         return after
 
+    def observe_changes(self) -> list[AnnotationRecord]:
+        """A ``pool_size`` that changed in the pools' own reports (no annotation said so) is
+        recorded as a ``config_change`` annotation, ``source: observed``, and so validated too.
+        Scans the 10 s rollups stored since the last call (the last hour at first)."""
+        now, store = self.clock(), self.services.store
+        lo = int(self._scanned if self._scanned is not None else now - 3600) // 10 * 10
+        hi = int(now - self.config.lateness_s) // 10 * 10
+        if hi <= lo:
+            return []
+        last: dict[str, tuple[int, float]] = {}
+        rows = sorted(store.read(store.series("pool"), 10, lo - 10, hi, ()),
+                      key=lambda r: r.bucket)
+        changes: list[AnnotationRecord] = []
+        for r in rows:
+            g = r.agg.gauges.get("pool_size")
+            if g is None:
+                continue
+            pool, size = r.series.labels[0], int(g[1])
+            before = last.get(pool)
+            if before is not None and before[0] != size and r.bucket >= lo:
+                changes.append(AnnotationRecord(  # at the start of the bucket it showed in
+                    float(r.bucket), "config_change", f"pool_size {before[0]} → {size} on {pool}",
+                    "seen in the pool's reports", pool,
+                    tags={"setting": "pool_size", "from": str(before[0]), "to": str(size),
+                          "source": "observed"}))
+            last[pool] = (size, g[0])
+        new = [c for c in changes if not self._annotated_near(c)]
+        if new:
+            store.add_annotations(new)
+        self._scanned = hi
+        return new
+
+    def _annotated_near(self, change: AnnotationRecord) -> bool:
+        """Whether someone already recorded this change (applied, or annotated by hand) within
+        the before window of when the pools reported it."""
+        return any(a.pool == change.pool and a.tags.get("setting") == "pool_size"
+                   and a.tags.get("to") == change.tags["to"]
+                   and abs(a.time - change.time) <= self.config.before_s for a in self._marks())
+
     def check(self) -> list[dict[str, Any]]:
+        self.observe_changes()
         out = []
         for a in self.due():
             try:

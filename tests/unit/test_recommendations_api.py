@@ -127,3 +127,29 @@ def test_dismissed_and_unknown_recommendations(stack):
     assert client.post("/v1/recommendations/nope/applied", json={}).status_code == 404
     bad = client.get("/v1/recommendations", params={"state": "maybe"})
     assert bad.status_code == 400 and bad.json()["param"] == "state"
+
+
+def test_a_pool_size_change_nobody_annotated_is_seen_and_validated(stack):
+    client, runner, clock = stack
+    simulate(client, runner, 8, 0.6, PEAK, BEFORE, seed=3)
+    simulate(client, runner, 4, 0.6, PEAK + BEFORE, AFTER, seed=4)  # halved, unannotated
+    clock.now = PEAK + BEFORE + AFTER
+    (judged,) = client.app.state.recommender.check()
+    assert judged["outcome"]["status"] == "made_worse"
+    assert (judged["outcome"]["from"], judged["outcome"]["to"]) == ("8", "4")
+    marks = client.get("/v1/annotations", params={"from": PEAK, "to": PEAK + 2000}).json()
+    assert [(m["kind"], m["tags"]["source"]) for m in marks] == [("config_change", "observed")]
+    assert marks[0]["time"] == PEAK + BEFORE  # the 10 s bucket the new size first showed in
+    assert client.app.state.recommender.check() == []  # seen once, judged once
+    (rollback,) = [i for i in listing(client, to=PEAK + BEFORE + AFTER) if i["kind"] == "rollback"]
+    assert rollback["proposed"] == 8
+
+
+def test_settings_reach_the_recommender():
+    from snakepit_perf import config
+    from snakepit_perf.alerting import recommender
+
+    settings = config.load(env={"SNAKEPIT_PERF_RECOMMEND_TARGET_P95_WAIT_MS": "20"})
+    store = SQLiteStore(":memory:")
+    r = recommender(Services(store=store, sink=EmbeddedRunner(store)), settings, None)
+    assert r.config.targets().p95_wait_s == 0.02 and r.config.after_s == 600
