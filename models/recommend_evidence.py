@@ -122,27 +122,26 @@ def pool_evidence(store: RollupStore, start: float, end: float, resolution: int 
     refs = [r for r in store.series("request") if r.labels[1:] == _ALL7 and r.labels[0] != ALL]
     if hi <= lo or not refs:
         return {}
-    rows = store.read(refs, resolution, lo, hi, ("duration_us", "queue_wait_us", "service_us"))
-    by_pool: dict[str, dict[int, object]] = defaultdict(dict)
-    for r in rows:
-        by_pool[r.series.labels[0]][r.bucket] = r.agg
+    counts: dict[str, dict[int, float]] = defaultdict(dict)
+    for r in store.read(refs, resolution, lo, hi, ()):  # counters only: where is the peak
+        counts[r.series.labels[0]][r.bucket] = r.agg.counters.get("requests", 0.0)
     out: dict[str, PoolEvidence] = {}
-    for pool, aggs in by_pool.items():
-        counts = {b: a.counters.get("requests", 0.0) for b, a in aggs.items()}
-        if not sum(counts.values()):
+    for pool, per_bucket in counts.items():
+        if not sum(per_bucket.values()):
             continue
-        p0, p1 = _peak(counts, resolution, peak_s, lo, hi)
-        ev = PoolEvidence(pool, start, end, p0, p1, range_requests=sum(counts.values()),
-                          first_seen=min(b for b, n in counts.items() if n))
+        p0, p1 = _peak(per_bucket, resolution, peak_s, lo, hi)
+        ev = PoolEvidence(pool, start, end, p0, p1, range_requests=sum(per_bucket.values()),
+                          first_seen=min(b for b, n in per_bucket.items() if n))
         dists: dict[str, Dist] = {}
-        for b, a in aggs.items():
-            if p0 <= b < p1:
-                ev.requests += a.counters.get("requests", 0.0)
-                ev.timeouts += a.counters.get("timeouts", 0.0)
-                ev.errors += a.counters.get("errors", 0.0)
-                _merge(dists, "d", a.dists.get("duration_us"))
-                _merge(dists, "w", a.dists.get("queue_wait_us"))
-                _merge(dists, "s", a.dists.get("service_us"))
+        for r in store.read([SeriesRef("request", (pool, *_ALL7))], resolution, p0, p1,
+                            ("duration_us", "queue_wait_us", "service_us")):
+            a = r.agg
+            ev.requests += a.counters.get("requests", 0.0)
+            ev.timeouts += a.counters.get("timeouts", 0.0)
+            ev.errors += a.counters.get("errors", 0.0)
+            _merge(dists, "d", a.dists.get("duration_us"))
+            _merge(dists, "w", a.dists.get("queue_wait_us"))
+            _merge(dists, "s", a.dists.get("service_us"))
         ev.rate = ev.requests / (p1 - p0)
         _service(ev, dists.get("d"), dists.get("w"), dists.get("s"))
         out[pool] = ev
