@@ -15,7 +15,6 @@ re-derives the same runs instead of judging twice.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from api import benchmarks as bm
+from api.periodic import Periodic
 from api.problems import Problem
 from api.services import Services, get_services
 from store.base import AnnotationRecord
@@ -61,8 +61,7 @@ class DeployJudge:
                  publish: Callable[[dict[str, Any]], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.services, self.windows, self.publish, self.clock = services, windows, publish, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._periodic = Periodic("deploy-judge", windows.check_every_s, self.check)
 
     def due(self) -> list[AnnotationRecord]:
         now, w = self.clock(), self.windows
@@ -116,20 +115,10 @@ class DeployJudge:
         return out
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="deploy-judge", daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.windows.check_every_s):
-            try:
-                self.check()
-            except Exception:  # keep judging the next deploys
-                log.exception("deploy judge")
+        self._periodic.stop()
 
 
 def notification(run: dict[str, Any]) -> dict[str, Any]:

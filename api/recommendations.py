@@ -24,10 +24,8 @@ rollback recommendation to the previous value, with what got worse by how much.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
@@ -35,12 +33,14 @@ from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel
 
 from api import benchmarks as bm
+from api.periodic import Periodic
 from api.problems import Problem
 from api.query import QueryError, parse_time
 from api.services import Services, get_services
 from models import recommend
 from models import recommend_learning as learning
 from models.recommend_evidence import group_means, pool_evidence, session_evidence
+from snakepit_perf.config import RecommendSettings as RecommendConfig
 from store.base import AnnotationRecord
 
 log = logging.getLogger(__name__)
@@ -53,26 +53,10 @@ STATES = ("open", "applied", "validated", "no_effect", "made_worse", "dismissed"
 STATUS = {"improvement": "validated", "no_change": "no_effect", "regression": "made_worse"}
 
 
-@dataclass(frozen=True)
-class RecommendConfig:
-    """Targets and windows (``[recommend]`` in the settings)."""
-
-    target_p95_wait_ms: float = 50
-    max_utilisation: float = 0.8
-    lookback_hours: float = 24
-    peak_minutes: float = 15
-    pool_queue_timeout_ms: int = 5000
-    shrink_history_hours: float = 20
-    before_s: float = 900
-    settle_s: float = 120
-    after_s: float = 600
-    lateness_s: float = 30
-    check_every_s: float = 10
-
-    def targets(self) -> recommend.Targets:
-        return recommend.Targets(p95_wait_s=self.target_p95_wait_ms / 1000,
-                                 max_utilisation=self.max_utilisation,
-                                 shrink_history_s=self.shrink_history_hours * 3600)
+def targets(config: RecommendConfig) -> recommend.Targets:
+    return recommend.Targets(p95_wait_s=config.target_p95_wait_ms / 1000,
+                             max_utilisation=config.max_utilisation,
+                             shrink_history_s=config.shrink_history_hours * 3600)
 
 
 def _resolution(start: float, end: float) -> int:
@@ -82,12 +66,12 @@ def _resolution(start: float, end: float) -> int:
 class Recommender:
     """Finds recommendations, records what is done with them and judges applied ones."""
 
-    def __init__(self, services: Services, config: RecommendConfig = RecommendConfig(),
+    def __init__(self, services: Services, config: RecommendConfig | None = None,
                  publish: Callable[[dict[str, Any]], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.services, self.config, self.publish, self.clock = services, config, publish, clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.services, self.publish, self.clock = services, publish, clock
+        self.config = config or RecommendConfig()
+        self._periodic = Periodic("recommendation-judge", self.config.check_every_s, self.check)
         self._scanned: float | None = None  # pool reports scanned for changes up to here
 
     # -- finding ----------------------------------------------------------------------------
@@ -99,7 +83,7 @@ class Recommender:
         groups = {dim: group_means(store, start, end, dim, res)
                   for dim in ("python_env", "library")}
         found = recommend.find(pools, session_evidence(store, start, end, res), groups,
-                               self.outcomes(), c.targets())
+                               self.outcomes(), targets(c))
         for rec in found:
             if rec.kind == "queue_timeouts":
                 rec.current = c.pool_queue_timeout_ms
@@ -327,21 +311,10 @@ class Recommender:
         return out
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="recommendation-judge",
-                                        daemon=True)
-        self._thread.start()
+        self._periodic.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.config.check_every_s):
-            try:
-                self.check()
-            except Exception:  # keep judging the next ones
-                log.exception("recommendation judge")
+        self._periodic.stop()
 
     def accuracy(self) -> list[dict[str, Any]]:
         """Every judged change's predicted vs observed P95 queue wait, oldest first."""

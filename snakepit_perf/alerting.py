@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 from api.deploys import DeployJudge, DeployWindows
-from api.recommendations import RecommendConfig, Recommender
+from api.recommendations import Recommender
 from api.services import Services
 from models.alerts import AlertEngine, Rule, rule_from_dict
 from models.kafka_alerts import KafkaAlertPublisher
@@ -41,7 +41,7 @@ def deploy_judge(services: Services, settings: Settings,
 def recommender(services: Services, settings: Settings,
                 publisher: KafkaAlertPublisher | None) -> Recommender:
     """Recommendations of this process; rollbacks are published where its alerts go."""
-    return Recommender(services, RecommendConfig(**vars(settings.recommend)),
+    return Recommender(services, settings.recommend,
                        publisher.publish if publisher is not None else None)
 
 

@@ -93,6 +93,8 @@ class RecommendSettings:
     peak_minutes: float = 15
     # Snakepit does not report its queue timeout; the deployment's pool_queue_timeout.
     pool_queue_timeout_ms: int = 5000
+    # A pool is only proposed smaller once this much history is stored.
+    shrink_history_hours: float = 20
     # An applied recommendation is validated like a deploy: before_s against after_s, once
     # settle_s has passed and the after window's events are stored (lateness_s later).
     before_s: float = 900

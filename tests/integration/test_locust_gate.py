@@ -22,7 +22,7 @@ from tests.integration.test_simulate import free_port
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 LOCUSTFILE = str(Path(__file__).with_name("load") / "locustfile.py")
-SECONDS = 90  # 9 windows of 10 s: enough blocks for the bootstrap to judge
+SECONDS = 60  # 6 windows of 10 s: enough blocks for the bootstrap to judge a 20 % change
 
 
 @contextmanager

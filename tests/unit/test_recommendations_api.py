@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.recommendations import RecommendConfig, Recommender
+from api.recommendations import RecommendConfig, Recommender, targets
 from api.services import Services
 from simulator.model import PoolSpec, Simulation, daily_shape
 from store.sqlite import SQLiteStore
@@ -152,4 +152,4 @@ def test_settings_reach_the_recommender():
     settings = config.load(env={"SNAKEPIT_PERF_RECOMMEND_TARGET_P95_WAIT_MS": "20"})
     store = SQLiteStore(":memory:")
     r = recommender(Services(store=store, sink=EmbeddedRunner(store)), settings, None)
-    assert r.config.targets().p95_wait_s == 0.02 and r.config.after_s == 600
+    assert targets(r.config).p95_wait_s == 0.02 and r.config.after_s == 600
