@@ -56,7 +56,9 @@ STATUS = {"improvement": "validated", "no_change": "no_effect", "regression": "m
 def targets(config: RecommendConfig) -> recommend.Targets:
     return recommend.Targets(p95_wait_s=config.target_p95_wait_ms / 1000,
                              max_utilisation=config.max_utilisation,
-                             shrink_history_s=config.shrink_history_hours * 3600)
+                             shrink_history_s=config.shrink_history_hours * 3600,
+                             pool_queue_timeout_ms=config.pool_queue_timeout_ms,
+                             heartbeat_timeout_ms=config.heartbeat_timeout_ms)
 
 
 def _resolution(start: float, end: float) -> int:
@@ -82,14 +84,8 @@ class Recommender:
         pools = pool_evidence(store, start, end, res, c.peak_minutes * 60)
         groups = {dim: group_means(store, start, end, dim, res)
                   for dim in ("python_env", "library")}
-        found = recommend.find(pools, session_evidence(store, start, end, res), groups,
-                               self.outcomes(), targets(c))
-        for rec in found:
-            if rec.kind == "queue_timeouts":
-                rec.current = c.pool_queue_timeout_ms
-                rec.proposed = recommend._nice(c.pool_queue_timeout_ms * 2)
-                rec.snippet = recommend.snippet(None, {rec.setting: rec.proposed})
-        return found
+        return recommend.find(pools, session_evidence(store, start, end, res), groups,
+                              self.outcomes(), targets(c))
 
     def _marks(self) -> list[AnnotationRecord]:
         now = self.clock()

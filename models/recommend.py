@@ -45,6 +45,9 @@ class Targets:
     # A pool is only cut once this much history is stored: a fresh deployment's first night
     # is not its peak (VPA waits for history the same way).
     shrink_history_s: float = 20 * 3600
+    # Settings Snakepit does not report: the deployment's values (Snakepit's defaults).
+    pool_queue_timeout_ms: int = 5000
+    heartbeat_timeout_ms: int = 10_000
 
 
 @dataclass
@@ -256,8 +259,7 @@ def memory_recycling(ev: PoolEvidence, per_worker_hour: float = 1.0) -> Recommen
         confidence=0.6, priority="medium")
 
 
-def queue_timeout(ev: PoolEvidence, current_ms: int = 5000,
-                  targets: Targets = Targets()) -> Recommendation | None:
+def queue_timeout(ev: PoolEvidence, targets: Targets = Targets()) -> Recommendation | None:
     """Requests time out in the queue although the pool is not short of capacity at its peak
     (bursts): ``pool_queue_timeout`` raised past the waits the bursts cause. When the pool is
     too small, :func:`pool_size` is the fix instead."""
@@ -265,6 +267,7 @@ def queue_timeout(ev: PoolEvidence, current_ms: int = 5000,
         return None
     if not math.isfinite(ev.utilisation) or ev.utilisation > targets.too_small_utilisation:
         return None
+    current_ms = targets.pool_queue_timeout_ms
     proposed = _nice(current_ms * 2)
     return Recommendation(
         pool=ev.pool, kind="queue_timeouts", setting="pool_queue_timeout", current=current_ms,
@@ -383,6 +386,73 @@ def environment(groups: dict[tuple[str, str, str], list[float]], dim: str,
     return out
 
 
+def heartbeat(ev: PoolEvidence, timeout_ms: int = 10_000) -> Recommendation | None:
+    """Heartbeat timeouts on workers that do answer, only late (a long call holding the GIL
+    delays the pong): ``heartbeat.timeout_ms`` raised past the pongs' P99 round trip, so busy
+    workers stop being killed as dead. Timeouts with quick pongs are real failures: no
+    setting to change."""
+    if ev.heartbeat_timeouts < 3 or ev.heartbeat_pongs < 20 or ev.heartbeat_p99_s is None:
+        return None
+    p99_ms = ev.heartbeat_p99_s * 1000
+    if p99_ms < 0.3 * timeout_ms:
+        return None
+    proposed = _nice(p99_ms * 3)
+    return Recommendation(
+        pool=ev.pool, kind="heartbeat_too_strict", setting="heartbeat.timeout_ms",
+        current=timeout_ms, proposed=proposed,
+        summary=(f"pool {ev.pool}: {ev.heartbeat_timeouts:.0f} heartbeat timeouts while pongs "
+                 f"take up to {p99_ms:.0f} ms at P99 against timeout_ms {timeout_ms}: busy "
+                 f"workers are taken for dead; raise it to {proposed}"),
+        impact={"heartbeat_timeouts": {"before": ev.heartbeat_timeouts, "after": 0.0,
+                                       "low": 0.0, "high": ev.heartbeat_timeouts / 2}},
+        evidence={"window": [ev.start, ev.end], "pongs": ev.heartbeat_pongs,
+                  "timeouts": ev.heartbeat_timeouts, "pong_p99_s": ev.heartbeat_p99_s},
+        confidence=0.7, priority="medium",
+        snippet=(f"config :snakepit,\n  pools: [\n    %{{name: :{ev.pool}, heartbeat: "
+                 f"%{{timeout_ms: {proposed:_}}}}}\n  ]"))
+
+
+def profile(pools: list[PoolEvidence], gain: float = 1.5, no_gain: float = 1.1
+            ) -> list[Recommendation]:
+    """``worker_profile`` where the same commands run both ways: capacity per worker is
+    ``threads_per_worker / mean service`` (the service measured at the concurrency the threads
+    ran at, so a GIL-bound command shows its slowdown). Threads worth ``gain`` x a process: the
+    process pool should use them (I/O-bound); worth less than ``no_gain`` x: the thread pool
+    should be processes (CPU-bound)."""
+    measured = [p for p in pools if p.servers and p.worker_profile in ("process", "thread")
+                and math.isfinite(p.mean_service_s) and p.mean_service_s > 0 and p.commands]
+    out = []
+    for proc in (p for p in measured if p.worker_profile == "process"):
+        for thr in (p for p in measured if p.worker_profile == "thread"):
+            if proc.commands != thr.commands:
+                continue
+            ratio = (thr.threads_per_worker / thr.mean_service_s) / (1 / proc.mean_service_s)
+            if ratio >= gain:
+                target, to, why = proc, "thread", "I/O-bound: threads multiply a worker"
+            elif ratio < no_gain:
+                target, to, why = thr, "process", "CPU-bound: threads add little"
+            else:
+                continue
+            threads = thr.threads_per_worker
+            settings = {"worker_profile": to, **({"threads_per_worker": threads}
+                                                 if to == "thread" else {})}
+            out.append(Recommendation(
+                pool=target.pool, kind="worker_profile", setting="worker_profile",
+                current=target.worker_profile, proposed=to,
+                summary=(f"pool {target.pool}: {', '.join(sorted(target.commands))} run "
+                         f"{ratio:.1f}x the requests per worker on {thr.pool}'s "
+                         f"{threads} threads as on {proc.pool}'s processes ({why}); use "
+                         f"worker_profile {to}"),
+                impact={"capacity_per_worker": {"before": 1.0, "after": ratio if to ==
+                                                "thread" else 1 / ratio}},
+                evidence={"process_pool": proc.pool, "thread_pool": thr.pool,
+                          "process_mean_service_s": proc.mean_service_s,
+                          "thread_mean_service_s": thr.mean_service_s,
+                          "threads_per_worker": threads},
+                confidence=0.6, priority="low", snippet=snippet(target.pool, settings)))
+    return out
+
+
 PRIORITY = {"high": 0, "medium": 1, "low": 2}
 CAPACITY_KINDS = ("pool_too_small", "pool_too_large")
 
@@ -405,12 +475,14 @@ def find(pools: dict[str, PoolEvidence], sessions_seen: SessionEvidence | None =
     out: list[Recommendation] = []
     for ev in pools.values():
         for rec in (_sized(ev, targets, outcomes), recycling(ev, targets),
-                    memory_recycling(ev), queue_timeout(ev, targets=targets)):
+                    memory_recycling(ev), queue_timeout(ev, targets),
+                    heartbeat(ev, targets.heartbeat_timeout_ms)):
             if rec is not None:
                 out.append(rec)
     rec = imbalance(list(pools.values()))
     if rec is not None and not any(r.kind in CAPACITY_KINDS for r in out):
         out.append(rec)  # sizing each pool on its own already says it
+    out += profile(list(pools.values()))
     if sessions_seen is not None:
         rec = sessions(sessions_seen)
         if rec is not None:

@@ -58,6 +58,9 @@ class PoolEvidence:
     recycled_at_requests: float | None = None  # most requests a recycled worker had served
     recycled_at_uptime_s: float | None = None
     memory_threshold_mb: float | None = None
+    heartbeat_pongs: float = 0.0
+    heartbeat_timeouts: float = 0.0
+    heartbeat_p99_s: float | None = None  # pong round trip
     saturated: float = 0.0
     peak_queue_depth: float = 0.0
     commands: set[str] = field(default_factory=set)
@@ -148,6 +151,7 @@ def pool_evidence(store: RollupStore, start: float, end: float, resolution: int 
     for r in store.series("request"):  # the catalogue: which commands each pool serves
         if ALL not in r.labels and r.labels[0] in out:
             out[r.labels[0]].commands.add(r.labels[3])
+            out[r.labels[0]].worker_profile = r.labels[1] or out[r.labels[0]].worker_profile
     _pool_gauges(store, out, resolution, lo, hi)
     _workers(store, out, resolution, lo, hi)
     return out
@@ -195,9 +199,13 @@ def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int
              hi: int) -> None:
     refs = [r for r in store.series("worker") if r.labels[0] in out]
     startup: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for r in store.read(refs, res, lo, hi, ("startup_us",)):
+    pongs: dict[str, Dist] = {}
+    for r in store.read(refs, res, lo, hi, ("startup_us", "heartbeat_latency_us")):
         ev, c = out[r.series.labels[0]], r.agg.counters
         ev.crashed += c.get("crashed", 0.0)
+        ev.heartbeat_pongs += c.get("heartbeat_pong", 0.0)
+        ev.heartbeat_timeouts += c.get("heartbeat_timeout", 0.0)
+        _merge(pongs, ev.pool, r.agg.dists.get("heartbeat_latency_us"))
         ev.spawned += c.get("spawned", 0.0)
         for name, value in c.items():
             if name.startswith("recycled."):
@@ -216,6 +224,8 @@ def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int
             startup[ev.pool][1] += d.count
     for pool, (total, n) in startup.items():
         out[pool].mean_startup_s = total / n / 1e6
+    for pool, d in pongs.items():
+        out[pool].heartbeat_p99_s = d.quantile(0.99) / 1e6
 
 
 @dataclass

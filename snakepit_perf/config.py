@@ -91,8 +91,10 @@ class RecommendSettings:
     max_utilisation: float = 0.8
     lookback_hours: float = 24
     peak_minutes: float = 15
-    # Snakepit does not report its queue timeout; the deployment's pool_queue_timeout.
+    # Settings Snakepit does not report: the deployment's pool_queue_timeout and its pools'
+    # heartbeat timeout_ms (Snakepit's defaults).
     pool_queue_timeout_ms: int = 5000
+    heartbeat_timeout_ms: int = 10000
     # A pool is only proposed smaller once this much history is stored.
     shrink_history_hours: float = 20
     # An applied recommendation is validated like a deploy: before_s against after_s, once

@@ -206,3 +206,67 @@ def test_learning_corrects_a_steady_bias_and_demotes_a_failing_kind() -> None:
                for i, s in enumerate(["validated", "no_effect", "made_worse", "no_effect"])]
     assert demoted(failing, "recycling_too_often")
     assert not demoted(failing[:3], "recycling_too_often")
+
+
+def test_heartbeat_timeouts_of_slow_but_live_workers_raise_the_timeout() -> None:
+    def pong(i: int, latency_ms: int) -> dict:
+        env = sp.heartbeat("pong_received", sp.worker_id("hb", i % 4), PEAK + 40 + i)
+        env["measurements"]["latency_ms"] = latency_ms
+        return env
+
+    timeouts = [sp.heartbeat("heartbeat_timeout", sp.worker_id("hb", i), PEAK + 100 + i)
+                for i in range(4)]
+    slow = native([pong(i, 4000 + 20 * i) for i in range(40)] + timeouts)
+    store, t0, t1 = stored([PoolSpec("hb", pool_size=4, commands=MIX)], {"hb": 0.5}, extra=slow)
+    rec = recommend.heartbeat(evidence(store, t0, t1)["hb"])
+    assert rec is not None and rec.current == 10_000 and rec.proposed == 20_000
+    assert "heartbeat: %{timeout_ms: 20_000}" in rec.snippet
+    quick = native([pong(i, 4) for i in range(40)] + timeouts)  # real failures: no setting
+    store, t0, t1 = stored([PoolSpec("hb", pool_size=4, commands=MIX)], {"hb": 0.5}, extra=quick)
+    assert recommend.heartbeat(evidence(store, t0, t1)["hb"]) is None
+
+
+def test_worker_profile_where_the_same_commands_run_both_ways() -> None:
+    io_bound = [Command("fetch", 1, 40, 0.3, "httpx")]  # threads barely slow each other
+    store, t0, t1 = stored([PoolSpec("procs", pool_size=8, commands=io_bound),
+                            PoolSpec("threads", pool_size=2, commands=io_bound,
+                                     worker_profile="thread", threads_per_worker=4)],
+                           {"procs": 0.5, "threads": 0.5})
+    recs = recommend.profile(list(evidence(store, t0, t1).values()))
+    assert [(r.pool, r.current, r.proposed) for r in recs] == [("procs", "process", "thread")]
+    assert "worker_profile: :thread, threads_per_worker: 4" in recs[0].snippet
+    store, t0, t1 = stored([PoolSpec("procs", pool_size=8, commands=io_bound),
+                            PoolSpec("other", pool_size=2, commands=MIX,
+                                     worker_profile="thread", threads_per_worker=4)],
+                           {"procs": 0.5, "other": 0.5})
+    assert recommend.profile(list(evidence(store, t0, t1).values())) == []  # not comparable
+
+
+def test_threads_that_add_nothing_make_a_process_recommendation() -> None:
+    """CPU-bound under the GIL: 4 threads each 4x slower serve what one process does (the
+    simulator's threads always help, so this one is built by hand)."""
+    from models.recommend_evidence import PoolEvidence
+
+    procs = PoolEvidence("procs", 0, 1, 0, 1, pool_size=8, worker_profile="process",
+                         mean_service_s=0.04, commands={"crunch"})
+    threads = PoolEvidence("gil", 0, 1, 0, 1, pool_size=2, threads_per_worker=4,
+                           worker_profile="thread", mean_service_s=0.16, commands={"crunch"})
+    (rec,) = recommend.profile([procs, threads])
+    assert (rec.pool, rec.current, rec.proposed) == ("gil", "thread", "process")
+    assert rec.snippet.endswith("%{name: :gil, worker_profile: :process}\n  ]")
+
+
+def test_queue_timeouts_of_a_pool_with_capacity_and_none_without_them() -> None:
+    store, t0, t1 = stored([PoolSpec("bursty", pool_size=4, commands=MIX, queue_timeout_s=0.03),
+                            PoolSpec("calm", pool_size=4, commands=MIX)],
+                           {"bursty": 0.8, "calm": 0.8})
+    pools = evidence(store, t0, t1)
+    targets = recommend.Targets(pool_queue_timeout_ms=30)
+    rec = recommend.queue_timeout(pools["bursty"], targets)
+    assert rec is not None and (rec.current, rec.proposed) == (30, 100)
+    assert rec.snippet == "config :snakepit, pool_queue_timeout: 100"
+    assert pools["bursty"].timeouts > 0.001 * pools["bursty"].requests
+    assert recommend.queue_timeout(pools["calm"], targets) is None
+    hot, _, _ = stored([PoolSpec("hot", pool_size=4, commands=MIX, queue_timeout_s=0.03)],
+                       {"hot": 0.97})
+    assert recommend.queue_timeout(evidence(hot, t0, t1)["hot"], targets) is None  # too small
