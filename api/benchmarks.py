@@ -294,6 +294,28 @@ def compare_runs(services: Services, run: dict[str, Any], base: list[dict[str, A
             "resolution": res, "fingerprint_differences": diffs, **report}
 
 
+def before_after(services: Services, prefix: str, scenario: str, labels: dict[str, str],
+                 where: list[str], slices: list[str], before: tuple[float, float],
+                 after: tuple[float, float]) -> tuple[dict[str, Any], dict[str, Any],
+                                                       dict[str, Any], str | None]:
+    """A change judged (a deploy, a config change): the windows before and after it recorded
+    as finished runs ``<prefix>-before`` / ``-after`` and compared. Returns both runs, the
+    report and its verdict, None when no difference had enough data to be judged."""
+    method = MethodologyIn(slices=slices).model_dump()
+
+    def record(phase: str, t0: float, t1: float) -> dict[str, Any]:
+        run = {"id": f"{prefix}-{phase}", "scenario": scenario,
+               "labels": {**labels, "phase": phase}, "where": where, "methodology": method,
+               "fingerprint": {}, "pinned": False, "started": t0, "trials": [[t0, t1]],
+               "status": "running", "results": None}
+        return _finish(services, run)
+
+    run_before, run_after = record("before", *before), record("after", *after)
+    report = compare_runs(services, run_after, [run_before])
+    judged = any(d["verdict"] != "not_enough_data" for d in report["differences"])
+    return run_before, run_after, report, report["verdict"] if judged else None
+
+
 @read_router.get("/v1/benchmarks/{run_id}/compare",
                  summary="Run vs baseline: intervals, p-values, regressions and root cause")
 def compare(run_id: str, services: ServicesDep,

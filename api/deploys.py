@@ -73,22 +73,11 @@ class DeployJudge:
     def judge(self, a: AnnotationRecord) -> dict[str, Any]:
         w, services = self.windows, self.services
         labels = {"version": version(a), "deploy_time": f"{a.time:.3f}"}
-        where = [f"pool:{a.pool}"] if a.pool else []
-        method = bm.MethodologyIn(slices=["pool", "command"]).model_dump()
-
-        def record(phase: str, t0: float, t1: float) -> dict[str, Any]:
-            run = {"id": f"deploy-{a.id}-{phase}", "scenario": "deploy",
-                   "labels": {**labels, "phase": phase}, "where": where, "methodology": method,
-                   "fingerprint": {}, "pinned": False, "started": t0, "trials": [[t0, t1]],
-                   "status": "running", "results": None}
-            return bm._finish(services, run)
-
-        before = record("before", a.time - w.before_s, a.time)
         start = a.time + w.settle_s
-        after = record("after", start, start + w.after_s)
-        report = bm.compare_runs(services, after, [before])
-        judged = [d for d in report["differences"] if d["verdict"] != "not_enough_data"]
-        verdict = VERDICTS[report["verdict"]] if judged else "not_enough_data"
+        before, after, report, decided = bm.before_after(
+            services, f"deploy-{a.id}", "deploy", labels, [f"pool:{a.pool}"] if a.pool else [],
+            ["pool", "command"], (a.time - w.before_s, a.time), (start, start + w.after_s))
+        verdict = VERDICTS[decided] if decided else "not_enough_data"
         after["deploy"] = {
             "version": version(a), "time": a.time, "title": a.title, "pool": a.pool,
             "verdict": verdict, "before": before["trials"][0], "after": after["trials"][0],

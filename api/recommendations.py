@@ -119,9 +119,9 @@ class Recommender:
         for rid, a in latest.items():
             if rid in out and a.time < start and a.tags.get("action") != "dismissed":
                 rid = f"{rid}@{a.id}"  # applied before this range: the finding is new again
-            item = dict(out.get(rid) or orjson.loads(a.tags.get("recommendation_json", "{}"))
-                        or {"id": rid, "pool": a.pool, "kind": "config_change",
-                            "setting": a.tags["setting"], "summary": a.title})
+            item = dict(out.get(rid) or _stored(a) or {
+                "id": rid, "pool": a.pool, "kind": "config_change",
+                "setting": a.tags.get("setting", ""), "summary": a.title})
             if a.tags.get("action") == "dismissed":
                 item["state"], item["dismissed_at"] = "dismissed", a.time
             else:
@@ -132,7 +132,7 @@ class Recommender:
                                    "to": a.tags.get("to"), "annotation": a.id}
                 if outcome:
                     item["validation"] = outcome
-                    if outcome["status"] == "made_worse":
+                    if outcome["status"] == "made_worse" and a.tags.get("from"):
                         rollback = self._rollback(a, outcome)
                         out.setdefault(rollback["id"], rollback)
             out[rid] = item
@@ -214,23 +214,13 @@ class Recommender:
 
     def judge(self, a: AnnotationRecord) -> dict[str, Any]:
         c, services = self.config, self.services
-        where = [f"pool:{a.pool}"] if a.pool else []
-        method = bm.MethodologyIn(slices=["pool"]).model_dump()
-
-        def record(phase: str, t0: float, t1: float) -> dict[str, Any]:
-            run = {"id": f"rec-{a.id}-{phase}", "scenario": SCENARIO,
-                   "labels": {"recommendation": a.tags.get("recommendation", ""),
-                              "phase": phase},
-                   "where": where, "methodology": method, "fingerprint": {}, "pinned": False,
-                   "started": t0, "trials": [[t0, t1]], "status": "running", "results": None}
-            return bm._finish(services, run)
-
-        before = record("before", a.time - c.before_s, a.time)
         t0 = a.time + c.settle_s
-        after = record("after", t0, t0 + c.after_s)
-        report = bm.compare_runs(services, after, [before])
-        judged = [d for d in report["differences"] if d["verdict"] != "not_enough_data"]
-        status = STATUS[report["verdict"]] if judged else "not_enough_data"
+        before, after, report, decided = bm.before_after(
+            services, f"rec-{a.id}", SCENARIO,
+            {"recommendation": a.tags.get("recommendation", "")},
+            [f"pool:{a.pool}"] if a.pool else [], ["pool"], (a.time - c.before_s, a.time),
+            (t0, t0 + c.after_s))
+        status = STATUS[decided] if decided else "not_enough_data"
         observed = None
         if a.pool:
             ev = pool_evidence(services.store, t0, t0 + c.after_s,
@@ -327,7 +317,20 @@ class Recommender:
 
 
 def _float(text: str | None) -> float | None:
-    return float(text) if text not in (None, "") else None
+    """A number from an annotation's tag; anyone may write tags, so anything else is None."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _stored(a: AnnotationRecord) -> dict[str, Any]:
+    """The recommendation as it was when acted on (its JSON tag), {} if that is not one."""
+    try:
+        item = orjson.loads(a.tags.get("recommendation_json", "{}"))
+    except orjson.JSONDecodeError:
+        return {}
+    return item if isinstance(item, dict) and "id" in item else {}
 
 
 def _parse(text: str | None) -> Any:

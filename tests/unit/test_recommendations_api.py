@@ -153,3 +153,31 @@ def test_settings_reach_the_recommender():
     store = SQLiteStore(":memory:")
     r = recommender(Services(store=store, sink=EmbeddedRunner(store)), settings, None)
     assert targets(r.config).p95_wait_s == 0.02 and r.config.after_s == 600
+
+
+def test_annotations_anyone_may_write_do_not_break_listing_or_judging(stack):
+    """Tags are free text: a recommendation id that does not exist, JSON that is not, a
+    setting with no values, a prediction that is not a number."""
+    client, runner, clock = stack
+    simulate(client, runner, 8, 0.6, PEAK, BEFORE, seed=3)
+    for i, tags in enumerate(({"recommendation": "nope"}, {"recommendation": "x", "recommendation_json": "{"},
+                 {"recommendation": "y", "recommendation_json": "[1]"},
+                 {"setting": "pool_size"},
+                 {"setting": "pool_size", "from": "8", "to": "4",
+                  "predicted_raw_p95_queue_wait_s": "fast"})):
+        r = client.post("/v1/annotations", json={
+            "type": "annotation", "time": PEAK + BEFORE, "kind": "config_change",
+            "title": f"odd change {i}", "pool": "default", "tags": tags})
+        assert r.status_code == 201, r.text
+    simulate(client, runner, 4, 0.6, PEAK + BEFORE, AFTER, seed=4)
+    clock.now = PEAK + BEFORE + AFTER
+    judged = client.app.state.recommender.check()
+    assert len(judged) == 5 and {j["outcome"]["status"] for j in judged} == {"made_worse"}
+    assert all(j["outcome"]["predicted_raw"] is None for j in judged)
+    items = listing(client, to=PEAK + BEFORE + AFTER)
+    kinds = sorted((i["kind"], i["state"]) for i in items)
+    assert kinds == [("config_change", "made_worse")] * 5 + [
+        ("pool_too_small", "open"), ("rollback", "open")]  # the halved pool is too small now
+    (rollback,) = [i for i in items if i["kind"] == "rollback"]  # only where "from" is known
+    assert rollback["proposed"] == 8
+    assert client.get("/v1/recommendations/accuracy").json() == []
