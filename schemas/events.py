@@ -198,7 +198,7 @@ class Resource(Event, tag="resource"):
 PythonKind = Literal[
     "call", "memory", "cpu", "gc", "error", "tool_start", "tool_stop", "tool_exception",
     "tool_result_size", "exception_mapped", "exception_unmapped", "zero_copy_export",
-    "zero_copy_import", "zero_copy_fallback",
+    "zero_copy_import", "zero_copy_fallback", "started",
 ]
 
 
@@ -215,6 +215,8 @@ class Python(Event, tag="python"):
     trace_id: Label | None = None
     python_us: Micros | None = None
     duration_us: Micros | None = None
+    startup_us: Annotated[int, Meta(ge=0, description="process start to ready (kind started)")
+                          ] | None = None
     memory_bytes: Count | None = None
     cpu_percent: Amount | None = None
     gc_pause_us: Micros | None = None

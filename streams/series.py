@@ -285,7 +285,7 @@ def python(e: Python, pane: PaneFor) -> None:
     t = e.time
     p = pane("python", (e.pool or "", e.python_env or "", e.library or "", e.command or ""), t)
     p.agg.add_counter(e.kind, 1)
-    for name in ("python_us", "duration_us", "gc_pause_us"):
+    for name in ("python_us", "duration_us", "gc_pause_us", "startup_us"):
         value = getattr(e, name)
         if value is not None:
             p.add_values(name, [value])

@@ -5,11 +5,7 @@ JSON) into a real `run`. Counts per logical pool are exact, each call counted on
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -19,24 +15,7 @@ from confluent_kafka import Producer
 from streams.series import rolled_up_pool
 from tests import snakepit_envelopes as sp
 from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
 from tests.support import T0
-
-
-@pytest.fixture
-def run_server(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(tmp_path)}
-    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 (the child writes to it until the end)
-    run = subprocess.Popen([kh.EXE, "run", "--port", str(port)], env=env, stdout=log,
-                           stderr=subprocess.STDOUT)
-    try:
-        kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        run.terminate()
-        run.wait(30)
-        log.close()
 
 
 def by_pool(base: str, metric: str, start: float, end: float, stat: str = "count"

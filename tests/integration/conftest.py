@@ -1,0 +1,30 @@
+"""Fixtures the integration tests share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration import kafka_helpers as kh
+from tests.integration.test_simulate import _up, free_port
+
+
+@pytest.fixture
+def run_server(tmp_path: Path) -> Iterator[str]:
+    """A real embedded `snakepit-perf run` on a free port, its data in the test's own folder."""
+    port = free_port()
+    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(tmp_path)}
+    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 (the child writes to it until the end)
+    run = subprocess.Popen([kh.EXE, "run", "--port", str(port)], env=env, stdout=log,
+                           stderr=subprocess.STDOUT)
+    try:
+        kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        run.terminate()
+        run.wait(30)
+        log.close()

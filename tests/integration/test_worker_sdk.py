@@ -1,0 +1,147 @@
+"""The worker SDK inside an adapter-shaped class, in its own process, against a real `run`.
+
+The adapter has Snakepit's shapes: ``execute_tool(tool_name, arguments, context)`` with a
+context carrying ``session_id`` (``grpc_server.py``), and the ``SNAKEPIT_READY_FILE`` Snakepit
+sets for each worker (``worker/configuration.ex``). The tool bodies time themselves; what the
+service stores must agree with them and with ``/proc``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration import kafka_helpers as kh
+from tests.integration.test_simulate import free_port
+
+ADAPTER = textwrap.dedent('''
+    import json, os, sys, time
+    from sdk.worker import Monitor
+
+    monitor = Monitor(sys.argv[1], libraries=["msgspec"], sample_s=None, flush_s=0.2)
+
+    class Context:
+        def __init__(self, session_id):
+            self.session_id = session_id
+
+    body_us = {}
+
+    class Adapter:
+        @monitor.timed
+        def execute_tool(self, tool_name, arguments, context):
+            t = time.perf_counter_ns()
+            if tool_name == "sleepy":
+                time.sleep(arguments["s"])
+            else:
+                sum(i * i for i in range(arguments["n"]))
+            body_us[tool_name] = body_us.get(tool_name, 0) + (time.perf_counter_ns() - t) / 1000
+            return {"ok": True}
+
+    adapter = Adapter()
+    for i in range(40):
+        adapter.execute_tool("sleepy", {"s": 0.002 + 0.0005 * (i % 7)}, Context(f"s{i % 4}"))
+        adapter.execute_tool("crunch", {"n": 20_000 + 1_000 * (i % 5)}, context=Context("s1"))
+    sessions = {"created": 0, "hits": 0, "misses": 0}
+    for i in range(10):
+        with monitor.session("created", f"s{i}"):
+            time.sleep(0.001)
+        sessions["created"] += 1
+        hit = i % 3 != 0
+        with monitor.session("accessed", f"s{i}", cache_hit=hit):
+            pass
+        sessions["hits" if hit else "misses"] += 1
+    blob = bytearray(30 * 1024 * 1024)  # something for RSS to show
+    monitor.sample()
+    status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+    proc = {"rss": int(status["VmRSS"].split()[0]) * 1024,
+            "fds": len(os.listdir("/proc/self/fd"))}
+    assert monitor.flush(30), monitor.last_error
+    print(json.dumps({"body_us": body_us, "sessions": sessions, "proc": proc,
+                      "dropped": monitor.dropped, "sent": monitor.sent, "pid": os.getpid()}))
+    del blob
+''')
+
+
+def query(base: str, metric: str, stat: str, group_by: str, t0: float, **where: str) -> dict:
+    params = {"metric": metric, "stat": stat, "from": int(t0) - 60, "to": int(time.time()) + 60,
+              "group_by": group_by, "where": [f"{k}:{v}" for k, v in where.items()]}
+    r = httpx.get(f"{base}/v1/query", params=params)
+    assert r.status_code == 200, r.text
+    return {",".join(s["labels"].values()): s["points"][0][1] for s in r.json()["series"]
+            if s["points"]}
+
+
+def test_an_adapter_measured_by_the_sdk_matches_its_own_clock_and_proc(run_server: str,
+                                                                       tmp_path: Path):
+    t0 = time.time()
+    script = tmp_path / "adapter.py"
+    script.write_text(ADAPTER)
+    env = {**os.environ, "SNAKEPIT_READY_FILE": "/tmp/snakepit_ready_ml_pool_worker_3_17_912"}
+    out = subprocess.run([sys.executable, str(script), run_server], env=env, capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout)
+    assert got["dropped"] == 0 and got["sent"] > 100
+
+    def stored_calls() -> dict:  # the start and memory events count no call: drop their zeros
+        calls = query(run_server, "python_calls_total", "count", "command", t0, pool="ml_pool")
+        return {command: n for command, n in calls.items() if n}
+
+    kh.wait_for(lambda: stored_calls() == {"sleepy": 40, "crunch": 40}, 90,
+                "80 calls stored for ml_pool")
+    seconds = query(run_server, "python_call_seconds", "sum", "command", t0, pool="ml_pool")
+    for command, body_us in got["body_us"].items():
+        assert seconds[command] * 1e6 == pytest.approx(body_us, rel=0.05), command
+    from importlib.metadata import version
+
+    from sdk.worker import environment_fingerprint
+
+    libs = query(run_server, "python_calls_total", "count", "library,python_env", t0)
+    assert libs[f"msgspec=={version('msgspec')},{environment_fingerprint()}"] == 80
+
+    sessions = got["sessions"]
+    created = query(run_server, "sessions_created_total", "count", "adapter", t0)
+    assert created == {"python": sessions["created"]}
+    hit_ratio = query(run_server, "session_cache_hit_ratio", "value", "adapter", t0)
+    assert hit_ratio["python"] == pytest.approx(sessions["hits"] / 10)
+    create_s = query(run_server, "session_create_seconds", "min", "adapter", t0)
+    assert create_s["python"] >= 0.001
+
+    rss = query(run_server, "memory_bytes", "last", "worker_id", t0, scope="worker")
+    assert rss["ml_pool_worker_3_17"] == pytest.approx(got["proc"]["rss"], rel=0.10)
+    fds = query(run_server, "open_fds", "last", "worker_id", t0, scope="worker")
+    assert fds["ml_pool_worker_3_17"] == pytest.approx(got["proc"]["fds"], rel=0.10)
+    startup = query(run_server, "python_startup_seconds", "count", "pool", t0)
+    assert startup == {"ml_pool": 1}
+    assert httpx.get(f"{run_server}/v1/rejects").json() == []
+
+
+def test_nothing_reaches_the_adapter_when_the_service_is_down(tmp_path: Path):
+    from sdk.worker import Monitor
+
+    dead = f"http://127.0.0.1:{free_port()}"  # nobody listens
+    monitor = Monitor(dead, sample_s=None, max_queued=100, flush_s=0.05, retry_s=0.05)
+
+    @monitor.timed
+    def tool(x: int) -> int:
+        return x * 2
+
+    assert [tool(i) for i in range(500)] == [i * 2 for i in range(500)]
+    # the adapter's own exceptions still reach it, unchanged
+    with pytest.raises(KeyError), monitor.call("lookup"):
+        raise KeyError("x")
+    assert not monitor.flush(timeout=1.0)
+    monitor.close(timeout=0.5)
+    assert monitor.failures >= 1 and "Connection refused" in (monitor.last_error or "")
+    held = len(monitor._queue) + len(monitor._pending)
+    assert held <= 100 + monitor.batch_size
+    assert monitor.dropped + held + monitor.sent == 502  # the start event, 500 calls, 1 error
+    assert monitor.dropped >= 400
