@@ -209,21 +209,10 @@ class Monitor:
 
         return wrapper
 
-    @contextlib.contextmanager
     def call(self, command: str, *, library: str | None = None,
-             session_id: str | None = None) -> Iterator[None]:
-        """Time a block as one tool call."""
-        start = time.perf_counter_ns()
-        error = None
-        try:
-            yield
-        except BaseException as exc:
-            error = type(exc).__name__
-            raise
-        finally:
-            self._record(("call", time.time(), (time.perf_counter_ns() - start) // 1000,
-                          command, self._library(library), self._correlation(), session_id,
-                          error))
+             session_id: str | None = None) -> _CallTimer:
+        """Time a block as one tool call: ``with monitor.call("predict"): ...``."""
+        return _CallTimer(self, command, self._library(library), session_id)
 
     @contextlib.contextmanager
     def session(self, kind: str = "accessed", session_id: str | None = None, *,
@@ -393,6 +382,28 @@ class Monitor:
                         "metrics": {"collections": len(pauses),
                                     "max_pause_us": max(p for p, _, _ in pauses) // 1000}})
         return out
+
+
+class _CallTimer:
+    """``Monitor.call``'s context manager: a class, not a generator, because it is on the hot
+    path (contextlib's generator protocol costs ~3 us a call)."""
+
+    __slots__ = ("monitor", "command", "library", "session_id", "start")
+
+    def __init__(self, monitor: Monitor, command: str, library: str | None,
+                 session_id: str | None) -> None:
+        self.monitor, self.command, self.library, self.session_id = (monitor, command, library,
+                                                                     session_id)
+        self.start = 0
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter_ns()
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        m = self.monitor
+        m._record(("call", time.time(), (time.perf_counter_ns() - self.start) // 1000,
+                   self.command, self.library, m._correlation(), self.session_id,
+                   kind.__name__ if kind is not None else None))
 
 
 _PROCESS: Any = None
