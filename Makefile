@@ -23,10 +23,12 @@ run: $(STAMP) $(UI)
 	$(VENV)/bin/snakepit-perf run $(ARGS)
 
 # Debian's prometheus (a real Prometheus scrapes /metrics), prometheus-alertmanager (receives our
-# alerts) and chromium (the dashboard tests).
+# alerts), chromium (the dashboard tests), and elixir with the Erlang/OTP it needs (the Elixir
+# forwarder's `mix test`; erlang-ssl for :httpc over https).
 MISSING_DEBS := $(if $(shell command -v prometheus),,prometheus) \
 	$(if $(wildcard /usr/bin/prometheus-alertmanager),,prometheus-alertmanager) \
-	$(if $(wildcard /usr/bin/chromium),,chromium)
+	$(if $(wildcard /usr/bin/chromium),,chromium) \
+	$(if $(shell command -v mix),,elixir erlang-ssl)
 
 test: $(STAMP) $(UI)
 ifneq ($(strip $(MISSING_DEBS)),)

@@ -193,6 +193,10 @@ class Resource(Event, tag="resource"):
     net_rx_bytes: Count | None = None
     net_tx_bytes: Count | None = None
     open_fds: Count | None = None
+    run_queue: Annotated[int, Meta(ge=0, description="BEAM run queue length, all schedulers")
+                         ] | None = None
+    process_count: Count | None = None
+    port_count: Count | None = None
 
 
 PythonKind = Literal[
