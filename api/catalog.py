@@ -22,6 +22,8 @@ class Metric:
     numerator: tuple[tuple[str, int], ...] = ()
     denominator: tuple[str, ...] = ()
     help: str = ""
+    # one gauge per CPU core in each series (``cpu_core_<i>_percent``), read as a dimension
+    per_core: bool = False
 
     @property
     def stats(self) -> tuple[str, ...]:
@@ -30,7 +32,7 @@ class Metric:
 
     @property
     def dimensions(self) -> tuple[str, ...]:
-        return FAMILIES[self.family]
+        return FAMILIES[self.family] + (("core",) if self.per_core else ())
 
 
 def _dist(name: str, family: str, field: str, help: str) -> Metric:
@@ -91,6 +93,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
            numerator=(("cache_hits", 1),), denominator=("cache_hits", "cache_misses"),
            help="session cache hits / (hits + misses) (R6.2)"),
     _gauge("cpu_percent", "resource", "cpu_percent", "percent", "CPU use (R7.1)"),
+    Metric("cpu_core_percent", "resource", "gauge", "cpu_core_percent", "percent", per_core=True,
+           help="CPU use of each core (dimension core: 0, 1, ...) (R7.1)"),
     _gauge("scheduler_utilization_ratio", "resource", "scheduler_utilization", "ratio",
            "BEAM scheduler utilisation (R7.1)"),
     _gauge("memory_bytes", "resource", "memory_bytes", "bytes", "resident memory (R7.2)"),

@@ -15,15 +15,16 @@ from datetime import datetime
 from api.catalog import METRICS, Metric
 from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
 from store.archive import ArchiveReader
-from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef
+from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef, StoredRollup
 from streams.aggregate import Aggregate
-from streams.series import ALL, rolled_up_pool
+from streams.series import ALL, FAMILIES, rolled_up_pool
 
 RESOLUTIONS = (10, 60, 3600)
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 MAX_POINTS = 11_000
+_CORE_GAUGE = re.compile(r"^cpu_core_(\d+)_percent$")
 
 
 class QueryError(ValueError):
@@ -165,6 +166,8 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
             older = archive.read(refs, read_from, min(q.end, int(horizon)), dists)
             have = {(r.series, r.bucket) for r in rows}
             rows = [r for r in older if (r.series, r.bucket) not in have] + rows
+    if m.per_core:
+        rows = _per_core(rows, m.field, [f for f in q.filters if f.dim == "core"])
     idx_of = {d: dims.index(d) for d in q.group_by}
     # Points sit on bucket boundaries (multiples of the step, as Prometheus aligns them), and
     # every bucket that overlaps [from, to) counts: a range never loses its edges.
@@ -205,11 +208,28 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
             "resolution": res, "covered_from": origin, "covered_to": end, "series": series}
 
 
+def _per_core(rows: list[StoredRollup], field: str, filters: list[Filter]
+              ) -> list[StoredRollup]:
+    """Each series' per-core gauges as rows of their own, the core number a last label."""
+    out = []
+    for row in rows:
+        for name, gauge in row.agg.gauges.items():
+            core = _CORE_GAUGE.match(name)
+            if core is None or not all(f.matches(core.group(1)) for f in filters):
+                continue
+            agg = Aggregate()
+            agg.gauges[field] = list(gauge)
+            ref = SeriesRef(row.series.family, row.series.labels + (core.group(1),))
+            out.append(StoredRollup(ref, row.resolution, row.bucket, agg))
+    return out
+
+
 def _series(store: RollupStore, q: Query) -> list[SeriesRef]:
     """The series to read: the rolled-up ones when the query only slices by pool (or not at
     all), else the detailed ones; never both, which would count requests twice."""
     m = q.metric
-    dims = m.dimensions
+    dims = FAMILIES[m.family]
+    filters = [f for f in q.filters if f.dim in dims]  # `core` is not a stored label
     refs = store.series(m.family)
     if m.family == "request":
         used = set(q.group_by) | {f.dim for f in q.filters}
@@ -218,9 +238,9 @@ def _series(store: RollupStore, q: Query) -> list[SeriesRef]:
             rolled = [r for r in refs if (pool := rolled_up_pool(r.labels)) is not None
                       and (pool != ALL) == by_pool]
             if rolled:
-                return [r for r in rolled if matches(r, dims, q.filters)]
+                return [r for r in rolled if matches(r, dims, filters)]
         refs = [r for r in refs if ALL not in r.labels]
-    return [r for r in refs if matches(r, dims, q.filters)]
+    return [r for r in refs if matches(r, dims, filters)]
 
 
 def matches(ref: SeriesRef, dims: tuple[str, ...], filters: list[Filter]) -> bool:

@@ -141,7 +141,7 @@ class Monitor:
             if url is None:
                 url = os.environ.get("SNAKEPIT_PERF_URL", "http://127.0.0.1:8080")
             transport = (KafkaTransport(url.removeprefix("kafka://")) if url.startswith("kafka://")
-                         else HttpTransport(url, api_key or os.environ.get("SNAKEPIT_PERF_API_KEY")))
+                         else HttpTransport(url, api_key or os.environ.get("SNAKEPIT_PERF_KEY")))
         self._transport = transport
         found_pool, found_worker = snakepit_identity()
         self.pool = pool or found_pool

@@ -197,6 +197,14 @@ def _parser() -> argparse.ArgumentParser:
     k6.add_argument("--url", default="", help="API base URL (default from config)")
     k6.set_defaults(func=_cmd_import_k6)
 
+    col = sub.add_parser("collect", parents=[common],
+                         help="send this host's and its Snakepit Python workers' CPU, memory, "
+                              "I/O and file descriptors (psutil) as resource events")
+    col.add_argument("--url", default="", help="API base URL (default from config)")
+    col.add_argument("--interval", type=float, default=10.0, help="seconds between samples")
+    col.add_argument("--count", type=int, help="stop after this many samples (default: never)")
+    col.set_defaults(func=_cmd_collect)
+
     infra = sub.add_parser("infra", parents=[common],
                            help="local Apache Kafka and Apache Cassandra (no Docker)")
     infra.add_argument("action", choices=["up", "down", "status"])
@@ -245,6 +253,16 @@ def _cmd_gate(args: argparse.Namespace, settings: config.Settings) -> int:
                     args.start, args.end, args.where, args.run, args.baseline,
                     {"junit": args.junit, "markdown": args.markdown, "json": args.json},
                     args.wait, deploy=args.deploy)
+
+
+def _cmd_collect(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+
+    from snakepit_perf import collect
+
+    url = (args.url or os.environ.get("SNAKEPIT_PERF_URL")
+           or f"http://{settings.api.host}:{settings.api.port}")
+    return collect.run(url, os.environ.get("SNAKEPIT_PERF_KEY"), args.interval, args.count)
 
 
 def _cmd_annotate(args: argparse.Namespace, settings: config.Settings) -> int:

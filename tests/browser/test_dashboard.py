@@ -537,3 +537,30 @@ def test_a_recommendation_is_shown_as_the_api_gives_it_and_marked_applied(browse
                                 json={}).status_code == 403  # a viewer may not act
         finally:
             page.context.close()
+
+
+def test_the_resources_view_shows_per_core_cpu_from_collect(pages, server: Server, shots):
+    """`snakepit-perf collect` (psutil) feeds the real run; the chart has one line per core."""
+    import os
+    import subprocess
+
+    import psutil
+
+    from tests.browser.conftest import EXE
+
+    env = {**os.environ, "SNAKEPIT_PERF_KEY": USERS["ops"][1]}
+    out = subprocess.run([EXE, "collect", "--url", server.url, "--interval", "1", "--count", "3"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cores = psutil.cpu_count()
+    page = pages()
+    page.open("view=resources&range=15m")
+    legend = """(n) => [...document.querySelectorAll('.panel')]
+        .filter((e) => e.spec && e.spec.metric === 'cpu_core_percent')
+        .some((e) => e.__chart && e.__chart.series.length - 1 === n)"""
+    wait_js(page.page, legend, 60_000, arg=cores)  # the collected minute must be stored first
+    (panel,) = [p for p in panel_data(page) if p["spec"]["metric"] == "cpu_core_percent"]
+    values = [v for ys in panel["ys"] for v in ys if v is not None]
+    assert len(panel["ys"]) == cores and values and all(0 <= v <= 100 for v in values)
+    page.page.screenshot(path=str(shots / "resources-per-core.png"))
+    assert page.errors == []

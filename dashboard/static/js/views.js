@@ -59,6 +59,7 @@ export const VIEWS = {
     layout: { title: "Resources next to latency", range: "1h", where: [], panels: [
       p("P99 latency", "request_duration_seconds", ["p99"], "", 12),
       p("CPU", "cpu_percent", ["mean"], "scope"),
+      p("CPU per core (hosts)", "cpu_core_percent", ["mean"], "core"),
       p("Memory", "memory_bytes", ["max"], "scope"),
       p("Scheduler utilisation", "scheduler_utilization_ratio", ["mean"], "host"),
       p("Open file descriptors", "open_fds", ["max"], "scope"),
