@@ -127,7 +127,7 @@ class KafkaTransport:
 class Monitor:
     """Times tool calls and sessions, samples the process every ``sample_s`` and ships events.
 
-    ``url`` is a snakepit-perf API (``http://host:8080``) or ``kafka://bootstrap:9092``;
+    ``url`` is a snakepit-perf API (``http://host:8080``) or ``kafka://bootstrap:9092[/topic]``;
     ``transport`` replaces both (a callable that takes a list of event dicts and raises on
     failure). ``pool``/``worker_id`` default to what Snakepit passed the process."""
 
@@ -140,8 +140,11 @@ class Monitor:
         if transport is None:
             if url is None:
                 url = os.environ.get("SNAKEPIT_PERF_URL", "http://127.0.0.1:8080")
-            transport = (KafkaTransport(url.removeprefix("kafka://")) if url.startswith("kafka://")
-                         else HttpTransport(url, api_key or os.environ.get("SNAKEPIT_PERF_KEY")))
+            if url.startswith("kafka://"):
+                bootstrap, _, topic = url.removeprefix("kafka://").partition("/")
+                transport = KafkaTransport(bootstrap, topic or "snakepit.events")
+            else:
+                transport = HttpTransport(url, api_key or os.environ.get("SNAKEPIT_PERF_KEY"))
         self._transport = transport
         found_pool, found_worker = snakepit_identity()
         self.pool = pool or found_pool

@@ -145,3 +145,21 @@ def test_nothing_reaches_the_adapter_when_the_service_is_down(tmp_path: Path):
     assert held <= 100 + monitor.batch_size
     assert monitor.dropped + held + monitor.sent == 502  # the start event, 500 calls, 1 error
     assert monitor.dropped >= 400
+
+
+@pytest.mark.kafka
+def test_the_sdk_produces_to_kafka(kafka_bootstrap: str, unique_name: str):
+    from sdk.worker import Monitor
+
+    kh.create_topic(kafka_bootstrap, unique_name, partitions=1)
+    monitor = Monitor(f"kafka://{kafka_bootstrap}/{unique_name}", pool="p", worker_id="p_worker_1_2",
+                      sample_s=None, flush_s=0.05)
+    for _ in range(300):
+        with monitor.call("predict"):
+            pass
+    assert monitor.flush(30), monitor.last_error
+    monitor.close()
+    events = [e for batch in kh.consume(kafka_bootstrap, unique_name, 10, 30) for e in batch]
+    calls = [e for e in events if e["kind"] == "call"]
+    assert len(calls) == 300 and {e["pool"] for e in calls} == {"p"}
+    assert sum(e["kind"] == "started" for e in events) == 1

@@ -52,6 +52,9 @@ export const VIEWS = {
       p("Elixir overhead by library (mean)", "elixir_overhead_seconds", ["mean"], "library"),
       p("Python time by pool (P50)", "python_exec_seconds", ["p50"], "pool"),
       p("Request duration by pool (P50)", "request_duration_seconds", ["p50"], "pool"),
+      p("Python call time P95 by library (worker SDK)", "python_call_seconds", ["p95"], "library"),
+      p("Python worker memory (max)", "python_memory_bytes", ["max"], "pool"),
+      p("Python worker startup", "python_startup_seconds", ["max"], "python_env"),
     ] },
   },
   resources: {
