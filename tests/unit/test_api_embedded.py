@@ -284,3 +284,27 @@ def test_a_sender_held_back_by_429s_is_not_an_idle_stream(tmp_path):
     runner.flush()  # now it is idle: the last windows close by the wall clock
     assert runner.engine.closed_until > events[-1].time
     store.close()
+
+
+def test_cpu_per_core_is_a_dimension_that_filters_and_groups(stack):
+    client, runner = stack
+    events = [{"type": "resource", "scope": "host", "host": h, "time": T0 + i,
+               "cpu_per_core": [10.0 + i, 50.0, 90.0], "cpu_percent": 50.0}
+              for h in ("a", "b") for i in range(3)]
+    assert post(client, events).status_code == 202
+    runner.flush()
+    runner.close_all()
+
+    def ask(**params) -> dict[str, float]:
+        r = client.get("/v1/query", params={"metric": "cpu_core_percent", "from": T0,
+                                            "to": T0 + 10, **params})
+        assert r.status_code == 200, r.text
+        return {",".join(s["labels"].values()): s["points"][0][1] for s in r.json()["series"]}
+
+    assert ask(stat="mean", group_by="core") == {"0": 11.0, "1": 50.0, "2": 90.0}
+    assert ask(stat="max", group_by="host,core", where="core:0") == {"a,0": 12.0, "b,0": 12.0}
+    assert ask(stat="min", group_by="core", where=["core!=0", "host:b"]) == {"1": 50.0, "2": 90.0}
+    assert ask(stat="mean") == {"": pytest.approx((33 + 150 + 270) / 9)}  # every core, host
+    r = client.get("/v1/query", params={"metric": "cpu_percent", "stat": "mean", "from": T0,
+                                        "to": T0 + 10, "group_by": "core"})
+    assert r.status_code == 400  # only the per-core metric has the dimension
