@@ -43,6 +43,7 @@ import re
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -192,13 +193,8 @@ class Monitor:
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             cmd = name
-            session = None
             if is_dispatch:
                 cmd = kwargs.get("tool_name") or (args[1] if len(args) > 1 else name)
-                ctx = kwargs.get("context") or (args[3] if len(args) > 3 else None)
-                session = getattr(ctx, "session_id", None)
-            elif args:
-                session = getattr(args[0], "session_id", None)
             start = time.perf_counter_ns()
             error = None
             try:
@@ -208,14 +204,13 @@ class Monitor:
                 raise
             finally:
                 self._record(("call", time.time(), (time.perf_counter_ns() - start) // 1000,
-                              cmd, lib, self._correlation(), session, error))
+                              cmd, lib, self._correlation(), error))
 
         return wrapper
 
-    def call(self, command: str, *, library: str | None = None,
-             session_id: str | None = None) -> _CallTimer:
+    def call(self, command: str, *, library: str | None = None) -> _CallTimer:
         """Time a block as one tool call: ``with monitor.call("predict"): ...``."""
-        return _CallTimer(self, command, self._library(library), session_id)
+        return _CallTimer(self, command, self._library(library))
 
     @contextlib.contextmanager
     def session(self, kind: str = "accessed", session_id: str | None = None, *,
@@ -306,6 +301,18 @@ class Monitor:
             batch = self._pending[:self.batch_size]
             try:
                 self._transport(batch)
+            except urllib.error.HTTPError as exc:
+                if exc.code != 429 and exc.code < 500:  # refused for good (400, 401, 413)
+                    self.failures += 1
+                    self.last_error = f"HTTP {exc.code}: batch of {len(batch)} dropped"
+                    self.dropped += len(batch)
+                    del self._pending[:len(batch)]
+                    continue
+                self.failures += 1
+                self.last_error = f"HTTP {exc.code}"
+                self._bound_pending()
+                self._stopped.wait(self.retry_s)
+                return
             except Exception as exc:  # noqa: BLE001 (never into the adapter: keep and retry)
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
@@ -336,7 +343,7 @@ class Monitor:
     def _events(self, rec: tuple) -> list[dict[str, Any]]:
         kind, t = rec[0], rec[1]
         if kind == "call":
-            _, _, us, cmd, lib, corr, _session, error = rec
+            _, _, us, cmd, lib, corr, error = rec
             e = {"type": "python", "kind": "error" if error else "call", **self._base(t),
                  "python_pid": self.pid, "command": str(cmd)[:_MAX_LABEL], "python_us": us}
             if lib is not None:
@@ -391,12 +398,10 @@ class _CallTimer:
     """``Monitor.call``'s context manager: a class, not a generator, because it is on the hot
     path (contextlib's generator protocol costs ~3 us a call)."""
 
-    __slots__ = ("monitor", "command", "library", "session_id", "start")
+    __slots__ = ("monitor", "command", "library", "start")
 
-    def __init__(self, monitor: Monitor, command: str, library: str | None,
-                 session_id: str | None) -> None:
-        self.monitor, self.command, self.library, self.session_id = (monitor, command, library,
-                                                                     session_id)
+    def __init__(self, monitor: Monitor, command: str, library: str | None) -> None:
+        self.monitor, self.command, self.library = monitor, command, library
         self.start = 0
 
     def __enter__(self) -> None:
@@ -405,7 +410,7 @@ class _CallTimer:
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
         m = self.monitor
         m._record(("call", time.time(), (time.perf_counter_ns() - self.start) // 1000,
-                   self.command, self.library, m._correlation(), self.session_id,
+                   self.command, self.library, m._correlation(),
                    kind.__name__ if kind is not None else None))
 
 

@@ -163,3 +163,42 @@ def test_the_sdk_produces_to_kafka(kafka_bootstrap: str, unique_name: str):
     calls = [e for e in events if e["kind"] == "call"]
     assert len(calls) == 300 and {e["pool"] for e in calls} == {"p"}
     assert sum(e["kind"] == "started" for e in events) == 1
+
+
+def test_a_refused_batch_is_dropped_and_counted_and_a_busy_service_retried():
+    """An HTTP server answering 413 (refused for good), then 503, then 202."""
+    import http.server
+    import threading
+
+    answers = iter([413, 503] + [202] * 100)
+    bodies: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            code = next(answers)
+            bodies.append(code)
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from sdk.worker import Monitor
+
+        monitor = Monitor(f"http://127.0.0.1:{server.server_port}", sample_s=None,
+                          batch_size=10, flush_s=0.05, retry_s=0.05)
+        monitor.flush(5)  # the start event alone: the 413 takes it
+        for _ in range(10):
+            with monitor.call("predict"):
+                pass
+        assert monitor.flush(10), monitor.last_error
+        monitor.close()
+    finally:
+        server.shutdown()
+    assert bodies[:3] == [413, 503, 202]
+    assert monitor.dropped == 1 and monitor.sent == 10

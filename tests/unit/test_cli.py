@@ -19,7 +19,7 @@ def test_help_lists_exactly_the_commands_that_exist():
     out = subprocess.run([EXE, "--help"], capture_output=True, text=True, check=True).stdout
     listed = re.findall(r"^    (\S+)\s", out, flags=re.MULTILINE)
     assert listed == ["run", "worker", "api", "export", "store", "keys", "simulate", "bench",
-                      "gate", "annotate", "import", "infra"]
+                      "gate", "annotate", "import", "collect", "infra"]
 
 
 def test_run_serves_health_on_the_chosen_port(tmp_path: Path):
