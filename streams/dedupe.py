@@ -4,7 +4,7 @@ Snakepit gives every call a correlation id, carried by the ``grpc_worker.execute
 span (metadata ``correlation_id``) and by its OpenTelemetry spans (``snakepit.correlation_id``).
 Requests from those two sources carry it as ``trace_id``; the first copy of a call counts, a
 later one is dropped, and if only the later one has Python time that time is kept as a
-``python`` call event (so R5.2's Python-vs-Elixir split still sees it).
+``python`` call event, which ``streams.python_join`` joins into the first copy.
 
 The memory is bounded (the last ``CAPACITY`` calls, ~40 bytes each) and part of the engine's
 checkpoint, so a replay after a crash drops exactly what the first run dropped. Both copies of
@@ -21,6 +21,11 @@ import numpy as np
 from schemas.events import Event, Python, Request
 
 SOURCES = ("snakepit.grpc_worker.", "otlp")
+
+
+def call_key(correlation_id: str) -> int:
+    """A correlation id as a 64-bit hash: the same in every process, and 8 bytes to keep."""
+    return int.from_bytes(hashlib.blake2b(correlation_id.encode(), digest_size=8).digest(), "big")
 
 
 class CallDeduper:
@@ -41,8 +46,7 @@ class CallDeduper:
             if r.trace_id is None or r.source is None or not r.source.startswith(SOURCES):
                 keep.append(r)
                 continue
-            key = int.from_bytes(hashlib.blake2b(r.trace_id.encode(), digest_size=8).digest(),
-                                 "big")
+            key = call_key(r.trace_id)
             if key in seen:
                 self.dropped += 1
                 if r.python_us is not None:

@@ -41,11 +41,12 @@ import msgspec
 import numpy as np
 import orjson
 
-from schemas.events import Annotation, Event, Native, Request
+from schemas.events import Annotation, Event, Native, Python, Request
 from streams import series as extract_series
 from streams.aggregate import Aggregate, compress, inflate
 from streams.dedupe import CallDeduper
 from streams.live import LiveState
+from streams.python_join import PythonJoin, joinable
 from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.series import CardinalityLimiter, Limits, Pane
 
@@ -94,6 +95,7 @@ class Engine:
         self.stats: Counter[str] = Counter()
         self.annotations: list[Annotation] = []
         self.calls = CallDeduper()  # a call sent as telemetry and as spans counts once
+        self.join = PythonJoin()  # a call's Python time (SDK, spans) into its request
         self.late_group: int | None = None  # the offset group the held late deltas belong to
         # (family, labels, resolution, bucket) -> late delta of the current group
         self.late_held: dict[tuple[str, tuple[str, ...], int, int], Aggregate] = {}
@@ -130,6 +132,11 @@ class Engine:
         if reqs and any(map(_SOURCED, reqs)):
             reqs, from_duplicates = self.calls.filter(reqs)
             others.extend(from_duplicates)
+        python_calls = [e for e in others if type(e) is Python and joinable(e)] if others else []
+        if python_calls:
+            self.join.active = True
+        if reqs and self.join.python:
+            reqs = self.join.fill(reqs)
         out: list[Rollup] = []
         group = None if tag is None else int(tag) // LATE_GROUP * LATE_GROUP
         if group is not None and self.late_group is not None and group != self.late_group:
@@ -147,6 +154,8 @@ class Engine:
             newest = max(newest, max(e.time for e in others))
             late_events += sum(1 for e in others if e.time < late_before)
             self._others(others, late_before, late)
+        for e in python_calls:
+            self._join_python(e, late_before, late_requests)
         if now is not None:
             newest = min(newest, now)
         if newest > self.source_time.get(source, -math.inf):
@@ -220,11 +229,26 @@ class Engine:
             if pane is None:
                 pane = panes[bucket] = RequestPane()
             pane.add(part, part_reqs, self.index)
+        if self.join.active:
+            self.join.remember(reqs, buckets, cols.combo, cols.duration, cols.python)
         if self.live is not None:
             self.live.add(times, self.index.arrays()[2][cols.combo], self.index.pools,
                           cols.duration, cols.status != 0)
         late_events = int((times < late_before).sum()) if first < late_before else 0
         return float(times.max()), late_events
+
+    def _join_python(self, e: Python, late_before: float, late: dict[int, RequestPane]) -> None:
+        """A Python call whose request came first: its time into that request's bucket."""
+        found = self.join.match(e)
+        if found is None:
+            return
+        bucket, combo, duration = found
+        panes = late if bucket < late_before else self.request_panes
+        pane = panes.get(bucket)
+        if pane is None:
+            pane = panes[bucket] = RequestPane()
+        assert e.python_us is not None
+        pane.add_python(combo, e.python_us, duration)
 
     def _others(self, events: list[Event], late_before: float,
                 late: dict[tuple[SeriesKey, int], Pane]) -> None:
@@ -406,9 +430,11 @@ class Engine:
                             blob(_requests_encoder.encode(rp.candidates)),
                             blob(rp.candidate_combos.tobytes()),
                             [[fam, list(labels), blob(agg.to_bytes())]
-                             for (fam, labels), agg in rp.compacted.items()]])
+                             for (fam, labels), agg in rp.compacted.items()],
+                            rp.joined])
             return out
 
+        join_counters, join_arrays = self.join.state()
         buckets = [[level, bucket, fam, list(labels), blob(agg.to_bytes())]
                    for level, by_bucket in enumerate(self.buckets)
                    for bucket, series in by_bucket.items()
@@ -425,6 +451,7 @@ class Engine:
             "combos": self.index.state(), "stats": dict(self.stats),
             "limiter": self.limiter.state(),
             "calls": blob(self.calls.state()), "late_group": self.late_group,
+            "join": [join_counters, {name: blob(a) for name, a in join_arrays.items()}],
             "late": [[fam, list(labels), res, bucket, blob(agg.to_bytes())]
                      for (fam, labels, res, bucket), agg in self.late_held.items()],
             "blobs": [len(b) for b in blobs],
@@ -464,6 +491,9 @@ class Engine:
         eng.index.load(obj["combos"])
         if "calls" in obj:  # older checkpoints had no call memory
             eng.calls.load(blobs[obj["calls"]])
+        if "join" in obj:  # older checkpoints joined no Python time
+            counters, arrays = obj["join"]
+            eng.join.load(counters, {name: blobs[i] for name, i in arrays.items()})
         eng.late_group = obj.get("late_group")
         for fam, labels, res, bucket, agg in obj.get("late", ()):
             eng.late_held[(fam, tuple(labels), res, bucket)] = Aggregate.from_bytes(blobs[agg])
@@ -489,6 +519,7 @@ class Engine:
                 rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
                 rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])
                                 for fam, labels, agg in compacted}
+                rp.joined = [tuple(row) for row in entry[5]] if len(entry) > 5 else []
                 out[bucket] = rp
             return out
 

@@ -235,7 +235,7 @@ class RequestPane:
     aggregates of the rows already compacted (see :meth:`compact`)."""
 
     __slots__ = ("chunks", "rows", "reqs", "unfolded", "candidates", "candidate_combos",
-                 "compacted")
+                 "compacted", "joined")
 
     # Raw rows an open pane keeps at most: every full block of this many (in arrival order) is
     # aggregated and dropped, so a pane's memory and checkpoint stay bounded (~6 MB) however
@@ -254,6 +254,9 @@ class RequestPane:
         self.candidates: list[Request] = []
         self.candidate_combos = np.zeros(0, np.int32)
         self.compacted: dict[SeriesKey, Aggregate] = {}  # of the blocks aggregated so far
+        # (combo, python µs, duration µs) of requests aggregated before their Python time came
+        # (``streams.python_join``): at most one per request, added at close
+        self.joined: list[tuple[int, float, float]] = []
 
     def add(self, cols: Columns, reqs: list[Request], index: SeriesIndex) -> None:
         self.chunks.append(cols)
@@ -273,12 +276,18 @@ class RequestPane:
             self.unfolded
         p.candidates, p.candidate_combos = list(self.candidates), self.candidate_combos
         p.compacted = {k: a.copy() for k, a in self.compacted.items()}
+        p.joined = list(self.joined)
         return p
+
+    def add_python(self, combo: int, python_us: float, duration_us: float) -> None:
+        """The Python time of a request this pane already holds (or held, for a late pane)."""
+        self.joined.append((combo, min(python_us, duration_us), duration_us))
 
     def series(self, index: SeriesIndex) -> set[SeriesKey]:
         """The request and worker series this pane holds rows of."""
         out = set(self.compacted)
         combos = {int(c) for chunk in self.chunks for c in np.unique(chunk.combo)}
+        combos.update(combo for combo, _, _ in self.joined)
         for code in combos:
             r, w = index.combos[code]
             out.add(("request", index.request_labels[r]))
@@ -286,6 +295,8 @@ class RequestPane:
         return out
 
     def columns(self) -> Columns:
+        if not self.chunks:  # a late pane that only holds joined Python time
+            self.chunks = [Columns(*(np.zeros(0, t) for t in Columns.DTYPES))]
         if len(self.chunks) > 1:
             self.chunks = [Columns.concat(self.chunks)]
         return self.chunks[0]
@@ -324,6 +335,8 @@ class RequestPane:
         self.fold(index)
         out = self.compacted
         _merge_into(out, self._aggregates(self.columns(), index))
+        if self.joined:
+            _merge_into(out, self._joined_python(index))
         _roll_up(out)
         chosen: dict[int, list[dict[str, Any]]] = {}
         for code, e in zip(index.arrays()[1][self.candidate_combos].tolist(), self.candidates,
@@ -372,6 +385,20 @@ class RequestPane:
                 d = by_code.get(code)
                 if d is not None:
                     a.dists[name] = d
+            out[("request", index.request_labels[code])] = a
+        return out
+
+    def _joined_python(self, index: SeriesIndex) -> dict[SeriesKey, Aggregate]:
+        """The Python time that came after its request: ``python_us`` and ``overhead_us`` of
+        the request series, counting no request."""
+        combo, python, duration = (np.array(col) for col in zip(*self.joined, strict=True))
+        codes = index.arrays()[0][combo.astype(np.int32)]
+        overhead = _dists(codes, np.maximum(duration - python, 0))
+        out: dict[SeriesKey, Aggregate] = {}
+        for code, d in _dists(codes, python).items():
+            a = Aggregate()
+            a.counters = _counters(("requests", 0), ("busy_us", 0))
+            a.dists = {"python_us": d, "overhead_us": overhead[code]}
             out[("request", index.request_labels[code])] = a
         return out
 
