@@ -154,8 +154,8 @@ class Engine:
             newest = max(newest, max(e.time for e in others))
             late_events += sum(1 for e in others if e.time < late_before)
             self._others(others, late_before, late)
-        for e in python_calls:
-            self._join_python(e, late_before, late_requests)
+        if python_calls:
+            self._join_python(python_calls, late_before, late_requests)
         if now is not None:
             newest = min(newest, now)
         if newest > self.source_time.get(source, -math.inf):
@@ -237,18 +237,15 @@ class Engine:
         late_events = int((times < late_before).sum()) if first < late_before else 0
         return float(times.max()), late_events
 
-    def _join_python(self, e: Python, late_before: float, late: dict[int, RequestPane]) -> None:
-        """A Python call whose request came first: its time into that request's bucket."""
-        found = self.join.match(e)
-        if found is None:
-            return
-        bucket, combo, duration = found
-        panes = late if bucket < late_before else self.request_panes
-        pane = panes.get(bucket)
-        if pane is None:
-            pane = panes[bucket] = RequestPane()
-        assert e.python_us is not None
-        pane.add_python(combo, e.python_us, duration)
+    def _join_python(self, calls: list[Python], late_before: float,
+                     late: dict[int, RequestPane]) -> None:
+        """Python calls whose request came first: their time into that request's bucket."""
+        for e, (bucket, combo, duration) in self.join.match(calls):
+            panes = late if bucket < late_before else self.request_panes
+            pane = panes.get(bucket)
+            if pane is None:
+                pane = panes[bucket] = RequestPane()
+            pane.add_python(combo, e.python_us or 0, duration)
 
     def _others(self, events: list[Event], late_before: float,
                 late: dict[tuple[SeriesKey, int], Pane]) -> None:
@@ -450,7 +447,7 @@ class Engine:
             "late_requests": requests(self.late_raw),
             "combos": self.index.state(), "stats": dict(self.stats),
             "limiter": self.limiter.state(),
-            "calls": blob(self.calls.state()), "late_group": self.late_group,
+            "call_keys": blob(self.calls.state()), "late_group": self.late_group,
             "join": [join_counters, {name: blob(a) for name, a in join_arrays.items()}],
             "late": [[fam, list(labels), res, bucket, blob(agg.to_bytes())]
                      for (fam, labels, res, bucket), agg in self.late_held.items()],
@@ -489,8 +486,8 @@ class Engine:
         eng.stats.update(obj["stats"])
         eng.limiter.load(obj["limiter"])
         eng.index.load(obj["combos"])
-        if "calls" in obj:  # older checkpoints had no call memory
-            eng.calls.load(blobs[obj["calls"]])
+        if "call_keys" in obj:  # older checkpoints held none, or hashed ids another way
+            eng.calls.load(blobs[obj["call_keys"]])
         if "join" in obj:  # older checkpoints joined no Python time
             counters, arrays = obj["join"]
             eng.join.load(counters, {name: blobs[i] for name, i in arrays.items()})

@@ -22,11 +22,13 @@ remembered until the first joinable Python event: a deployment without the SDK p
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from msgspec.structs import replace
 
 from schemas.events import Python, Request
-from streams.dedupe import call_key
+from streams.dedupe import call_keys
 
 JOINABLE = ("call", "error")  # Python kinds that time one call
 
@@ -42,8 +44,9 @@ class PythonJoin:
 
     def __init__(self) -> None:
         self.active = False  # set by the first joinable Python event
-        self.python: dict[int, int] = {}  # call -> python_us, waiting for the request
-        self.requests: dict[int, tuple[int, int, float]] = {}  # call -> (bucket, combo, µs)
+        self.python: OrderedDict[int, int] = OrderedDict()  # call -> python_us
+        self.requests: OrderedDict[int, tuple[int, int, float]] = OrderedDict()  # call ->
+        # (bucket, combo, duration µs)
         self.joined = 0
 
     def fill(self, reqs: list[Request]) -> list[Request]:
@@ -51,37 +54,42 @@ class PythonJoin:
         waiting = self.python
         if not waiting:
             return reqs
-        out = []
-        for r in reqs:
-            if r.trace_id is not None:
-                us = waiting.pop(call_key(r.trace_id), None)
-                if us is not None and r.python_us is None:
-                    r = replace(r, python_us=min(us, r.duration_us))
-                    self.joined += 1
-            out.append(r)
+        out = list(reqs)
+        calls = [i for i, r in enumerate(reqs) if r.trace_id is not None]
+        for i, key in zip(calls, call_keys([reqs[i].trace_id or "" for i in calls]), strict=True):
+            us = waiting.pop(key, None)
+            r = reqs[i]
+            if us is not None and r.python_us is None:
+                out[i] = replace(r, python_us=min(us, r.duration_us))
+                self.joined += 1
         return out
 
     def remember(self, reqs: list[Request], buckets: np.ndarray, combos: np.ndarray,
                  durations: np.ndarray, python: np.ndarray) -> None:
         """Requests aggregated without Python time: where to add it if it comes."""
+        rows = np.flatnonzero(np.isnan(python))
+        traces = [reqs[i].trace_id for i in rows.tolist()]
+        if None in traces:
+            has = np.array([t is not None for t in traces], bool)
+            rows, traces = rows[has], [t for t in traces if t is not None]
         waiting = self.requests
-        for i in np.flatnonzero(np.isnan(python)).tolist():
-            trace = reqs[i].trace_id
-            if trace is not None:
-                waiting[call_key(trace)] = (int(buckets[i]), int(combos[i]), float(durations[i]))
+        waiting.update(zip(call_keys(traces), zip(  # type: ignore[arg-type] (no None left)
+            buckets[rows].tolist(), combos[rows].tolist(), durations[rows].tolist(),
+            strict=True), strict=True))
         _bound(waiting, self.CAPACITY)
 
-    def match(self, e: Python) -> tuple[int, int, float] | None:
-        """The (bucket, combo, duration) of this call's request if it came first; else the
-        Python time waits for it."""
-        assert e.trace_id is not None and e.python_us is not None
-        key = call_key(e.trace_id)
-        found = self.requests.pop(key, None)
-        if found is None:
-            self.python[key] = e.python_us
-            _bound(self.python, self.CAPACITY)
-        else:
-            self.joined += 1
+    def match(self, calls: list[Python]) -> list[tuple[Python, tuple[int, int, float]]]:
+        """The calls whose request came first, with its (bucket, combo, duration); the
+        Python time of the others waits for their request."""
+        found = []
+        for e, key in zip(calls, call_keys([e.trace_id or "" for e in calls]), strict=True):
+            request = self.requests.pop(key, None)
+            if request is None:
+                self.python[key] = e.python_us or 0
+            else:
+                found.append((e, request))
+        self.joined += len(found)
+        _bound(self.python, self.CAPACITY)
         return found
 
     def state(self) -> tuple[dict[str, int], dict[str, bytes]]:
@@ -102,15 +110,15 @@ class PythonJoin:
         def values(name: str, dtype: type) -> list:
             return np.frombuffer(arrays[name], dtype).tolist()
 
-        self.python = dict(zip(values("python_keys", np.uint64), values("python_us", np.int64),
+        self.python = OrderedDict(zip(values("python_keys", np.uint64), values("python_us", np.int64),
                                strict=True))
-        self.requests = dict(zip(
+        self.requests = OrderedDict(zip(
             values("request_keys", np.uint64),
             zip(values("buckets", np.int64), values("combos", np.int32),
                 values("durations", np.float64), strict=True), strict=True))
 
 
-def _bound(waiting: dict, capacity: int) -> None:
-    """Drop the oldest entries (dicts keep insertion order) beyond ``capacity``."""
+def _bound(waiting: OrderedDict, capacity: int) -> None:
+    """Drop the oldest entries beyond ``capacity`` (O(1) each, see ``streams.dedupe``)."""
     while len(waiting) > capacity:
-        del waiting[next(iter(waiting))]
+        waiting.popitem(last=False)

@@ -202,3 +202,103 @@ def test_a_refused_batch_is_dropped_and_counted_and_a_busy_service_retried():
         server.shutdown()
     assert bodies[:3] == [413, 503, 202]
     assert monitor.dropped == 1 and monitor.sent == 10
+
+
+BRIDGE = textwrap.dedent('''
+    """Snakepit's correlation context, as ``snakepit_bridge.otel_tracing`` keeps it (its
+    ``telemetry`` package re-exports these): the server sets the id of each request."""
+    from contextvars import ContextVar
+
+    _correlation_id = ContextVar("snakepit_correlation_id", default=None)
+
+    def set_correlation_id(value):
+        return _correlation_id.set(value)
+
+    def reset_correlation_id(token):
+        _correlation_id.reset(token)
+
+    def get_correlation_id(default=None):
+        value = _correlation_id.get()
+        return value if value is not None else default
+''')
+
+JOINED_ADAPTER = textwrap.dedent('''
+    import json, sys, time
+    from snakepit_bridge.telemetry import reset_correlation_id, set_correlation_id
+    from sdk.worker import Monitor
+
+    monitor = Monitor(sys.argv[1], sample_s=None, flush_s=0.2)
+
+    class Adapter:
+        @monitor.timed
+        def execute_tool(self, tool_name, arguments, context):
+            time.sleep(arguments["s"])
+
+    calls = []
+    for i in range(30):
+        token = set_correlation_id(f"{sys.argv[2]}-{i}")  # as grpc_server does per request
+        t = time.perf_counter_ns()
+        Adapter().execute_tool("predict", {"s": 0.001 + 0.0002 * i}, None)
+        calls.append([f"{sys.argv[2]}-{i}", time.time(), (time.perf_counter_ns() - t) // 1000])
+        reset_correlation_id(token)
+    assert monitor.flush(30), monitor.last_error
+    print(json.dumps(calls))
+''')
+
+
+def test_python_time_joins_the_request_snakepit_reports_in_either_order(run_server: str,
+                                                                          tmp_path: Path):
+    """The SDK's call time and Snakepit's ``execute.stop`` of the same calls (as the Elixir
+    forwarder posts them) become one request each with Python time and Elixir overhead."""
+    from tests import snakepit_envelopes as sp
+
+    (tmp_path / "snakepit_bridge").mkdir()
+    (tmp_path / "snakepit_bridge" / "__init__.py").write_text("")
+    (tmp_path / "snakepit_bridge" / "telemetry.py").write_text(BRIDGE)
+    script = tmp_path / "adapter.py"
+    script.write_text(JOINED_ADAPTER)
+    root = Path(__file__).resolve().parents[2]
+    t0 = time.time()
+
+    def adapter(pool: str, prefix: str) -> list:
+        env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{root}",
+               "SNAKEPIT_READY_FILE": f"/tmp/snakepit_ready_{pool}_worker_1_5_77"}
+        out = subprocess.run([sys.executable, str(script), run_server, prefix], env=env,
+                             capture_output=True, text=True, timeout=120, cwd=root)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def telemetry(pool: str, calls: list) -> None:  # 1.5 ms of Elixir around each call
+        wid = f"{pool}_worker_1_5"
+        body = [sp.execute_stop(wid, "predict", cid, t + 0.0015, (us + 1500) * 1000)
+                for cid, t, us in calls]
+        r = httpx.post(f"{run_server}/v1/events", content=json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+        assert r.status_code == 202 and r.json()["accepted"] == 30, r.text
+
+    first = adapter("join_a", "ja")  # Python time first (acknowledged), then the telemetry
+    telemetry("join_a", first)
+    # the telemetry first: the request is aggregated, its Python time added when it comes
+    second = [[f"jb-{i}", time.time(), 1000 + 200 * i] for i in range(30)]
+    telemetry("join_b", second)
+    measured = adapter("join_b", "jb")
+    assert [c[0] for c in measured] == [c[0] for c in second]
+
+    for pool, calls in (("join_a", first), ("join_b", second)):
+        kh.wait_for(lambda p=pool: query(run_server, "python_exec_seconds", "count", "pool",
+                                         t0, pool=p).get(p) == 30, 60,
+                    f"Python time joined into {pool}'s 30 requests")
+        python = query(run_server, "python_call_seconds", "sum", "pool", t0, pool=pool)[pool]
+        joined = query(run_server, "python_exec_seconds", "sum", "pool", t0, pool=pool)[pool]
+        requests = query(run_server, "requests_total", "count", "pool", t0, pool=pool)[pool]
+        duration = query(run_server, "request_duration_seconds", "sum", "pool", t0,
+                         pool=pool)[pool]
+        overhead = query(run_server, "elixir_overhead_seconds", "sum", "pool", t0,
+                         pool=pool)[pool]
+        assert requests == 30, pool
+        assert joined == pytest.approx(python, abs=1e-6), pool  # every call's Python time
+        assert duration == pytest.approx(sum(us + 1500 for _, _, us in calls) / 1e6, abs=1e-5)
+        assert overhead == pytest.approx(duration - joined, abs=1e-5), pool
+    # the tool bodies (SDK-timed) and the telemetry agree within the 5 % R5.2 asks
+    first_python = query(run_server, "python_exec_seconds", "sum", "pool", t0, pool="join_a")
+    assert first_python["join_a"] * 1e6 == pytest.approx(sum(us for *_, us in first), rel=0.05)
