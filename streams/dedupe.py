@@ -38,9 +38,10 @@ def call_keys(ids: Sequence[str]) -> list[int]:
         return []
     raw = [i.encode() for i in ids]
     n = len(raw)
-    words = (np.fromiter(map(len, raw), np.int64, n) + 7) >> 3
+    length = np.fromiter(map(len, raw), np.int64, n)
+    words = (length + 7) >> 3
     cols = np.array(raw, dtype=f"S{max(int(words.max()), 1) * 8}").view(np.uint64).reshape(n, -1)
-    h = _OFFSET ^ words.astype(np.uint64)
+    h = _OFFSET ^ length.astype(np.uint64)  # the byte length: "a" and "a\0" pad alike
     for j in range(cols.shape[1]):  # past an id's own words its hash stays as it is
         h = np.where(words > j, (h ^ cols[:, j]) * _PRIME, h)
     h ^= h >> np.uint64(31)

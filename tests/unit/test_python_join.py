@@ -180,3 +180,15 @@ def test_no_memory_is_spent_before_the_first_python_call(calls):
     eng = Engine(lateness=60)
     eng.process(reqs)
     assert not eng.join.active and not eng.join.requests
+
+
+def test_call_keys_do_not_depend_on_the_process_or_the_batch():
+    from streams.dedupe import call_keys
+
+    # what checkpoints hold: a change here makes every checkpoint's call memory useless
+    assert call_keys(["abc", "", "é" * 100]) == [10038691681286128466, 3186748632723048317,
+                                                 17204536412453813866]
+    ids = [f"{i:032x}" for i in range(50_000)] + ["a", "a\x00", "a" * 256, "ü-€-𝄞"]
+    keys = call_keys(ids)
+    assert len(set(keys)) == len(ids)  # trailing NULs, lengths and UTF-8 all count
+    assert [call_keys([i])[0] for i in ids[-4:]] == keys[-4:]  # alone or among longer ids
