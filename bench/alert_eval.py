@@ -12,11 +12,11 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 
+from harness.data import T0
 from models.alerts import AlertEngine
 from models.signals import minute_signals
 from simulator.model import INCIDENT_KINDS, Incident, Simulation
 from streams.engine import Engine
-from tests.support import T0
 
 RATE = 10.0
 INCIDENT_POOL = {"crash_loop": "gpu", "queue_saturation": "batch"}

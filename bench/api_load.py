@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 
 from bench.store_query import DAYS, labels, minute_aggs
+from harness.procs import free_port, up
 from store.sqlite import SQLiteStore
 from streams.engine import Rollup
 from streams.series import ALL
-from tests.integration.test_simulate import _up, free_port
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 
@@ -72,7 +72,7 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         try:
-            while not _up(port):
+            while not up(port):
                 time.sleep(0.2)
             client = httpx.Client(base_url=base, timeout=60)
             health = timed(client, "/health", {}, 50)

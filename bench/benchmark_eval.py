@@ -21,11 +21,11 @@ import dataclasses
 import time
 
 from api import benchmark_runs as br
+from harness.data import T0
 from models import benchmark_stats as st
 from simulator.model import Command, PoolSpec, Simulation
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
-from tests.support import T0
 
 RATE = 300.0
 SECONDS = 300

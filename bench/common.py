@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import msgspec
 
+from harness.data import requests
 from infra import local
 from snakepit_perf import config
-from tests.support import requests
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> float:

@@ -19,12 +19,12 @@ import msgspec
 
 from bench.common import report, servers
 from bench.worker_kafka import produce_raw, worker_run
+from harness import kafka as kh
+from harness.data import requests
 from store.cassandra import CassandraStore
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner, Overloaded
 from streams.series import ALL
-from tests.integration import kafka_helpers as kh
-from tests.support import requests
 
 PER_MESSAGE = 500
 

@@ -19,11 +19,11 @@ import orjson
 import psutil
 
 from bench.common import batches, best_of, report
+from harness.data import requests
 from schemas.decode import decode_json
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
 from streams.engine import Engine
-from tests.support import requests
 
 N = 300_000
 

@@ -9,9 +9,9 @@ import msgspec
 import orjson
 
 from bench.common import batches, best_of, report
+from harness.data import requests
 from schemas.decode import decode_json
 from simulator.run import to_native
-from tests.support import requests
 
 N = 200_000
 

@@ -16,9 +16,9 @@ import time
 from msgspec.structs import replace
 
 from bench.common import report
+from harness.data import requests
 from schemas.events import Python, Request
 from streams.engine import Engine
-from tests.support import requests
 
 N = 200_000
 SOURCE = "snakepit.grpc_worker.execute.stop"

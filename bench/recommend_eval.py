@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from api.recommendations import RecommendConfig, Recommender
 from api.services import Services
+from harness.data import T0
 from models import recommend
 from models.recommend_evidence import PoolEvidence, pool_evidence
 from models.recommend_learning import relative_error as rel_error
@@ -38,7 +39,6 @@ from simulator.model import Command, PoolSpec, Simulation, daily_shape, default_
 from store.base import AnnotationRecord
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
-from tests.support import T0
 
 PEAK = T0 + 8 * 3600  # 16:00 UTC, the top of the simulator's daily curve (flat around it)
 WARMUP = 60

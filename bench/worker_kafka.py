@@ -16,11 +16,11 @@ import orjson
 from confluent_kafka import Producer
 
 from bench.common import batches, report, servers
+from harness import kafka as kh
+from harness.data import requests
 from sdk.producer import EventProducer
 from store.cassandra import CassandraStore
 from streams.faust_worker import FaustWorker
-from tests.integration import kafka_helpers as kh
-from tests.support import requests
 
 
 def produce_raw(bootstrap: str, topic: str, messages: list[bytes]) -> float:

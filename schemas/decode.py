@@ -87,7 +87,9 @@ def decode_ndjson(body: bytes, window: TimeWindow | None = None) -> Decoded:
     """One JSON event per line; blank lines are skipped, each bad line is its own reject."""
     lines = [line for line in body.split(b"\n") if line.strip()]
     try:
-        return _finished(_batch_decoder.decode(b"[" + b",".join(lines) + b"]"), window)
+        events = _batch_decoder.decode(b"[" + b",".join(lines) + b"]")
+        if len(events) == len(lines):  # else a line held more than one value: line by line
+            return _finished(events, window)
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         pass
     out = Decoded()

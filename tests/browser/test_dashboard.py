@@ -15,8 +15,8 @@ import httpx
 import msgspec
 import pytest
 
-from tests.browser.conftest import USERS, Page, Server, running, wait_js
-from tests.support import requests
+from harness.data import requests
+from tests.browser.support import USERS, Page, Server, running, wait_js
 
 VIEWS = ["overview", "pools", "workers", "sessions", "python", "resources", "correlations",
          "requests", "benchmarks", "recommendations"]
@@ -491,8 +491,8 @@ def test_a_recommendation_is_shown_as_the_api_gives_it_and_marked_applied(browse
                                                                           shots):
     """A pool of 4 workers 96 % busy for the last 9 minutes: the Recommendations view lists the
     API's pool_too_small finding, shows its config snippet, and "Mark applied" records it."""
+    from harness.data import MIX, mean_ms
     from simulator.model import PoolSpec, Simulation, daily_shape
-    from tests.unit.test_recommend import MIX, mean_ms
 
     config = tmp_path / "recommend.toml"
     config.write_text("[recommend]\nlookback_hours = 1\npeak_minutes = 5\n")
@@ -546,7 +546,7 @@ def test_the_resources_view_shows_per_core_cpu_from_collect(pages, server: Serve
 
     import psutil
 
-    from tests.browser.conftest import EXE
+    from harness.procs import EXE
 
     env = {**os.environ, "SNAKEPIT_PERF_KEY": USERS["ops"][1]}
     out = subprocess.run([EXE, "collect", "--url", server.url, "--interval", "1", "--count", "3"],

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
+from harness import kafka as kh
+from harness.procs import free_port, up
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def run_server(tmp_path: Path) -> Iterator[str]:
     run = subprocess.Popen([kh.EXE, "run", "--port", str(port)], env=env, stdout=log,
                            stderr=subprocess.STDOUT)
     try:
-        kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
+        kh.wait_for(lambda: up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
         yield f"http://127.0.0.1:{port}"
     finally:
         run.terminate()

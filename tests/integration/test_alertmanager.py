@@ -10,12 +10,12 @@ import time
 import httpx
 import pytest
 
+from harness.data import T0 as T
+from harness.data import minutes
+from harness.kafka import wait_for
+from harness.procs import free_port
 from models.outputs import AlertmanagerOutput
 from models.runner import AlertRunner
-from tests.integration.kafka_helpers import wait_for
-from tests.integration.test_simulate import free_port
-from tests.unit.test_alert_actions import minutes
-from tests.unit.test_alerts import T
 
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
 CONFIG = """

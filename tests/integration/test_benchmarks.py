@@ -14,10 +14,9 @@ import httpx
 import msgspec
 import pytest
 
+from harness import kafka as kh
+from harness.procs import free_port, start_run
 from simulator.model import Incident, Simulation
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_durability import start_run
-from tests.integration.test_simulate import free_port
 
 PEAK = (int(time.time()) // 86400 - 1) * 86400 + 16 * 3600
 SECONDS = 300

@@ -13,8 +13,8 @@ import httpx
 import psutil
 
 from api.auth import hash_key
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
+from harness import kafka as kh
+from harness.procs import free_port, up
 
 KEY = "spk_test_guard_key_0123456789"
 CHUNK = b"x" * (1024 * 1024)
@@ -34,7 +34,7 @@ def test_bodies_are_refused_before_they_are_buffered(tmp_path: Path):
                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
     base = f"http://127.0.0.1:{port}"
     try:
-        kh.wait_for(lambda: _up(port), 60, "run to serve", procs=((run, log),))
+        kh.wait_for(lambda: up(port), 60, "run to serve", procs=((run, log),))
         auth = {"Authorization": f"Bearer {KEY}"}
         spec = httpx.get(f"{base}/openapi.json", headers=auth).json()
         routes = [(method.upper(), path.replace("{fingerprint}", "f").replace("{id}", "x")

@@ -15,8 +15,8 @@ import httpx
 import psutil
 import pytest
 
+from harness import kafka as kh
 from snakepit_perf.collect import is_snakepit_worker
-from tests.integration import kafka_helpers as kh
 
 HOLDS_MEMORY = "import time; blob = bytearray(60 * 1024 * 1024); time.sleep(120)"
 

@@ -15,9 +15,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from harness import kafka as kh
+from harness.procs import free_port, up
 from simulator.model import Incident, Simulation
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
 
 pytestmark = [pytest.mark.kafka]
 WINDOW_S = 120  # before and after each deploy (settle 0): 12 windows of 10 s a side
@@ -62,7 +62,7 @@ def test_a_deploy_then_a_slower_pool_is_regressed_and_more_of_the_same_is_unchan
                            "auto.offset.reset": "earliest"})
     subscriber.subscribe([topic])
     try:
-        kh.wait_for(lambda: _up(port), 60, "run to serve", procs=((run, log),))
+        kh.wait_for(lambda: up(port), 60, "run to serve", procs=((run, log),))
         now = time.time()
         calm_deploy, slow_deploy = now - 900, now - 400  # both windows well in the past
         events = [*Simulation(60, calm_deploy - WINDOW_S, 2 * WINDOW_S, seed=11).events(),

@@ -13,10 +13,10 @@ import msgspec
 import pytest
 from confluent_kafka import Producer
 
+from harness import kafka as kh
+from harness.data import T0, requests
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.integration import kafka_helpers as kh
-from tests.support import T0, requests
 
 N = 100_000
 

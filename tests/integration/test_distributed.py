@@ -10,9 +10,9 @@ import httpx
 import msgspec
 import pytest
 
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
-from tests.support import T0, exact_quantile, requests
+from harness import kafka as kh
+from harness.data import T0, exact_quantile, requests
+from harness.procs import free_port, up
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 
@@ -38,7 +38,7 @@ def test_api_and_worker_processes_answer_exactly(kafka_bootstrap, local_servers,
     procs = ((api, tmp_path / "api.log"), (worker, tmp_path / "worker.log"))
     base = f"http://127.0.0.1:{port}"
     try:
-        kh.wait_for(lambda: _up(port), 60, "the API to serve", procs=procs)
+        kh.wait_for(lambda: up(port), 60, "the API to serve", procs=procs)
         events = requests(20_000, 600, pools=("pool-a", "pool-b"))
         closing = requests(2, 1, pools=("pool-a", "pool-b"), start=T0 + 3700)
         for i in range(0, len(events), 2000):

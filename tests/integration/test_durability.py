@@ -13,38 +13,17 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import msgspec
 import pytest
 
+from harness import kafka as kh
+from harness.procs import free_port, start_run, up
 from schemas.events import Request
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
 
 BATCH = 500
-
-
-def start_run(data_dir: Path, port: int, log: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "SNAKEPIT_PERF_DATA_DIR": str(data_dir)}
-    run = subprocess.Popen([kh.EXE, "run", "--port", str(port), *extra], env=env,
-                           stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-    kh.wait_for(lambda: _up(port), 60, "run to serve", procs=((run, log),))
-    return run
-
-
-@contextlib.contextmanager
-def recording(tmp: Path) -> Iterator[str]:
-    """A real embedded `run` recording into ``tmp``, at the URL it yields."""
-    port = free_port()
-    run = start_run(tmp / "data", port, tmp / "run.log")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        run.terminate()
-        run.wait(60)
 
 
 def batch(n: int, start: float) -> bytes:
@@ -252,7 +231,7 @@ def test_worker_and_api_start_from_a_brand_new_home(tmp_path: Path, local_server
                                 stderr=subprocess.STDOUT)
         try:
             if command == "api":
-                kh.wait_for(lambda: _up(port), 90, "the api to serve", procs=((proc, log),))
+                kh.wait_for(lambda: up(port), 90, "the api to serve", procs=((proc, log),))
             else:
                 kh.wait_for(lambda log=log: "consuming" in log.read_text(), 90,
                             "the worker to start", procs=((proc, log),))
@@ -354,7 +333,7 @@ def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
     counter = iter(range(10**6))
     try:
         for _cycle in range(3):
-            kh.wait_for(lambda: _up(port), 90, "the api to serve",
+            kh.wait_for(lambda: up(port), 90, "the api to serve",
                         procs=((api, tmp_path / "api.log"),))
             sender = Sender(base, start, counter, sent, acked)
             time.sleep(rng.uniform(1.0, 3.0))
@@ -365,7 +344,7 @@ def test_distributed_kills_of_api_and_worker_lose_no_acknowledged_event(
             worker.wait(30)
             sender.join()
             api, worker = spawn("api"), spawn("worker")
-        kh.wait_for(lambda: _up(port), 90, "the api to serve")
+        kh.wait_for(lambda: up(port), 90, "the api to serve")
         closing = msgspec.json.encode([
             Request(time=start + 3600 + 30, pool=f"p{i}", command="closing", duration_us=1,
                     status="ok") for i in range(40)])

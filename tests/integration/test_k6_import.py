@@ -18,8 +18,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_durability import recording
+from harness import kafka as kh
+from harness.procs import recording
 
 K6_FILE = Path(__file__).with_name("load") / "k6_output.json.gz"
 K6_SUMMARY = K6_FILE.with_name("k6_summary.json")

@@ -10,12 +10,12 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from harness import kafka as kh
+from harness.data import T0, clock_poison
 from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner
 from simulator.model import Incident, Simulation
 from streams.faust_worker import FaustWorker
-from tests.integration import kafka_helpers as kh
-from tests.support import T0, clock_poison
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from harness import kafka as kh
+from harness.data import T0, exact_quantile, requests
 from store.base import SeriesRef
 from streams.aggregate import Aggregate
 from streams.series import ALL
-from tests.integration import kafka_helpers as kh
-from tests.support import T0, exact_quantile, requests
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from tests.integration.kafka_helpers import create_topic
+from harness.kafka import create_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -13,9 +13,8 @@ import msgspec
 import psutil
 
 from bench.label_attack import events, metric
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_durability import start_run
-from tests.integration.test_simulate import free_port
+from harness import kafka as kh
+from harness.procs import free_port, start_run
 
 PER_FAMILY = 2_000
 

@@ -12,9 +12,9 @@ import httpx
 import msgspec
 import orjson
 
+from harness import kafka as kh
+from harness.procs import free_port, up
 from schemas.events import Request
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
 
 
 def test_a_burst_reaches_a_live_subscriber_within_a_second(tmp_path: Path):
@@ -25,7 +25,7 @@ def test_a_burst_reaches_a_live_subscriber_within_a_second(tmp_path: Path):
                            stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
+        kh.wait_for(lambda: up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
         seen: dict[str, float] = {}
         stop = threading.Event()
 

@@ -16,9 +16,8 @@ import httpx
 import pytest
 from junitparser import JUnitXml
 
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_durability import recording
-from tests.integration.test_simulate import free_port
+from harness import kafka as kh
+from harness.procs import free_port, recording
 
 LOCUST = str(Path(sys.executable).with_name("locust"))
 LOCUSTFILE = str(Path(__file__).with_name("load") / "locustfile.py")

@@ -13,9 +13,9 @@ import httpx
 import msgspec
 import pytest
 
+from harness import kafka as kh
+from harness.procs import free_port, up
 from schemas.events import Request
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import _up, free_port
 
 PROMETHEUS = shutil.which("prometheus")
 
@@ -27,7 +27,7 @@ def service(tmp_path: Path):
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 (the child writes to it until the end)
     run = subprocess.Popen([kh.EXE, "run", "--port", str(port)], env=env, stdout=log,
                            stderr=subprocess.STDOUT)
-    kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
+    kh.wait_for(lambda: up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
     yield port
     run.terminate()
     run.wait(30)

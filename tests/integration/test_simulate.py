@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -12,16 +11,11 @@ import httpx
 import pytest
 from confluent_kafka import Consumer
 
+from harness import kafka as kh
+from harness.procs import free_port, up
 from sdk.producer import EventProducer, ProducerBufferFull
-from tests.integration import kafka_helpers as kh
 
 EXE = kh.EXE
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_simulate_drives_the_embedded_run_over_http(tmp_path: Path):
@@ -31,7 +25,7 @@ def test_simulate_drives_the_embedded_run_over_http(tmp_path: Path):
     run = subprocess.Popen([EXE, "run", "--port", str(port)], env=env, stdout=log,
                            stderr=subprocess.STDOUT)
     try:
-        kh.wait_for(lambda: _up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
+        kh.wait_for(lambda: up(port), 30, "run to serve", procs=((run, tmp_path / "run.log"),))
         start = int(time.time()) - 600
         sim = subprocess.run([EXE, "simulate", "--url", f"http://127.0.0.1:{port}", "--fast",
                               "--rate", "100", "--duration", "120", "--start", str(start),
@@ -55,13 +49,6 @@ def test_simulate_drives_the_embedded_run_over_http(tmp_path: Path):
         run.terminate()
         run.wait(30)
         log.close()
-
-
-def _up(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.kafka

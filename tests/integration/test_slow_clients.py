@@ -11,8 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_durability import start_run
-from tests.integration.test_simulate import free_port
+from harness.procs import free_port, start_run
 
 HEAD_S, BODY_S = 2.0, 2.0
 

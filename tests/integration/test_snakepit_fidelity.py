@@ -12,10 +12,10 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
+from harness import kafka as kh
+from harness.data import T0
 from streams.series import rolled_up_pool
 from tests import snakepit_envelopes as sp
-from tests.integration import kafka_helpers as kh
-from tests.support import T0
 
 
 def by_pool(base: str, metric: str, start: float, end: float, stat: str = "count"

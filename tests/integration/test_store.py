@@ -6,11 +6,11 @@ import time
 
 import pytest
 
+from harness.data import T0
 from store.base import Checkpoint, RejectRecord, SeriesRef
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
 from streams.engine import Rollup
-from tests.support import T0
 
 
 def agg(n: int, base: float = 100.0) -> Aggregate:

@@ -8,13 +8,13 @@ import time
 
 import pytest
 
+from harness import kafka as kh
+from harness.data import T0, requests
 from infra import local
 from snakepit_perf import config
 from store.base import SeriesRef
 from streams.faust_worker import FaustWorker
 from streams.series import ALL
-from tests.integration import kafka_helpers as kh
-from tests.support import T0, requests
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration import kafka_helpers as kh
-from tests.integration.test_simulate import free_port
+from harness import kafka as kh
+from harness.procs import free_port
 
 ADAPTER = textwrap.dedent('''
     import json, os, sys, time

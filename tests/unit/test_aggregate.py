@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from fastdigest import TDigest
 
+from harness.data import LATENCIES
 from streams import aggregate
 from streams.aggregate import Aggregate, Dist, digest_of_sorted, sample_hash, sample_hashes
 from streams.requests import pick_exemplars
-from tests.support import LATENCIES
 
 
 @pytest.mark.parametrize("latency", sorted(LATENCIES))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import http.server
-import random
 import threading
 from datetime import UTC, datetime
 
@@ -14,11 +13,12 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from harness.data import T0 as T
+from harness.data import minutes
 from models.outputs import AlertmanagerOutput, WebhookOutput, signature
 from models.runner import AlertRunner
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.unit.test_alerts import T, normal
 
 
 class Recorder:
@@ -31,11 +31,6 @@ class Recorder:
     def send(self, notes, firing) -> None:
         self.notes += notes
         self.firing.append(firing)
-
-
-def minutes(rng: range, pool: str = "gpu", seed: int = 1, **over):
-    rnd = random.Random(seed)
-    return [(T + m * 60, {pool: normal(rnd, **over)}) for m in rng]
 
 
 def incident(runner: AlertRunner, pool: str = "gpu") -> list[dict]:

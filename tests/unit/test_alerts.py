@@ -4,19 +4,10 @@ from __future__ import annotations
 
 import random
 
+from harness.data import T0, clock_poison, normal
 from models.alerts import AlertEngine
-from tests.support import T0, clock_poison
 
 T = T0
-
-
-def normal(rnd: random.Random, **over) -> dict[str, float]:
-    s = {"rate": 20 + rnd.uniform(-1, 1), "p99_s": 0.08 + rnd.uniform(-0.005, 0.005),
-         "error_ratio": 0.005 + rnd.uniform(-0.001, 0.001), "queue_depth_max": rnd.choice([0, 1]),
-         "crashes": 0.0}
-    s.update(over)
-    s["errors"] = s["error_ratio"] * s["rate"] * 60
-    return s
 
 
 def feed(engine: AlertEngine, minutes: range, pool: str = "default", seed: int = 1, **over):

@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from harness.data import T0, exact_quantile, requests
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.support import T0, exact_quantile, requests
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_requests_drill_down_lists_the_slowest_real_requests(stack):
     assert {(x["pool"], x["worker_id"]) for x in listed} == {("pool-a", "w1")}
     errors = client.get("/v1/requests", params={**params, "where": "pool:pool-a",
                                                 "status": "error"}).json()["requests"]
-    assert all(x["status"] == "error" for x in errors)
+    assert errors and all(x["status"] == "error" for x in errors)
     by_time = client.get("/v1/requests", params={**params, "order": "time", "limit": 3}).json()
     assert len(by_time["requests"]) == 3
     assert [x["time"] for x in by_time["requests"]] == sorted(x["time"] for x in by_time["requests"])

@@ -12,11 +12,11 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from harness.data import T0, requests
 from store.archive import apply_archive_retention, archive_day
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
 from streams.engine import Engine
-from tests.support import T0, requests
 
 DAY = datetime.fromtimestamp(T0, UTC).date()  # T0 is 08:00 UTC
 

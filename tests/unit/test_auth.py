@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import hash_key, parse_keys
 from api.services import Services
+from harness.data import T0
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.support import T0
 
 VIEWER, OPERATOR = "spk_viewer_secret", "spk_operator_secret"
 

@@ -10,12 +10,12 @@ import msgspec
 import orjson
 import pytest
 
+from harness.data import T0, requests
 from schemas.decode import TimeBounds, decode_json, decode_ndjson
 from schemas.events import Request
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
 from streams.partitions import Partitions
-from tests.support import T0, requests
 
 NOW = T0 + 3600.0
 BOUNDS = TimeBounds(max_ahead_s=600, max_age_s=400 * 86400)

@@ -106,9 +106,19 @@ event_like = st.fixed_dictionaries(
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_never_raise_and_every_input_is_accounted(body: bytes):
-    for out in (decode_json(body), decode_ndjson(body)):
-        for r in out.rejects:
-            assert r.reason
+    whole = decode_json(body)
+    # a body is either events, rejects or an empty array: nothing is dropped silently
+    assert whole.events or whole.rejects or orjson.loads(body) == []
+    lines = decode_ndjson(body)
+    assert len(lines.events) + len(lines.rejects) == sum(1 for x in body.split(b"\n")
+                                                         if x.strip())
+    assert all(r.reason for r in whole.rejects + lines.rejects)
+
+
+def test_two_events_on_one_ndjson_line_are_one_reject_not_two_events():
+    good = orjson.dumps(GOOD)
+    out = decode_ndjson(good + b"," + good + b"\n" + good)
+    assert len(out.events) == 1 and [r.index for r in out.rejects] == [0]
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from harness.data import T0, requests
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.support import T0, requests
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +70,9 @@ def test_json_csv_parquet_and_duckdb_agree(client, tmp_path):
 def test_annotations_join_the_points_they_overlap(client):
     rows = client.get("/v1/export", params={**PARAMS, "group_by": "pool",
                                             "annotations": "true"}).json()
-    marked = {r["epoch_s"] for r in rows if r["annotations"]}
-    assert marked == {T0 + 120}
-    assert rows[0]["annotations"] in ("", "deploy: v2.1")
+    marked = {(r["epoch_s"], r["annotations"]) for r in rows if r["annotations"]}
+    assert marked == {(T0 + 120, "deploy: v2.1")}
+    assert rows[0]["epoch_s"] == T0 and rows[0]["annotations"] == ""
     listed = client.get("/v1/annotations", params={"from": T0, "to": T0 + 600}).json()
     assert [a["title"] for a in listed] == ["v2.1"]
 

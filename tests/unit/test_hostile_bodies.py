@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from harness.data import T0
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.support import T0
 
 GOOD = b'{"type":"request","time":%d,"pool":"p","command":"c","duration_us":5,"status":"ok"}' \
     % T0

@@ -7,10 +7,10 @@ from collections import Counter
 
 import pytest
 
+from harness.data import T0
 from schemas.decode import accept, decode_json
 from schemas.native import DEPLOYMENT, TABLE
 from tests import snakepit_envelopes as sp
-from tests.support import T0
 
 T = float(T0)
 D0 = sp.worker_id("default", 0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import msgspec
 
+from harness.data import T0, requests
 from store.sqlite import SQLiteStore
 from streams.partitions import Partitions
-from tests.support import T0, requests
 
 
 def _messages(n: int = 40, per: int = 100) -> list[bytes]:

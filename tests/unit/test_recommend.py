@@ -11,6 +11,7 @@ import math
 
 import pytest
 
+from harness.data import MIX, T0, mean_ms
 from models import recommend
 from models.recommend_evidence import group_means, pool_evidence, session_evidence
 from models.recommend_learning import Outcome, correction, demoted
@@ -19,16 +20,9 @@ from simulator.model import Command, PoolSpec, Simulation, daily_shape
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
 from tests import snakepit_envelopes as sp
-from tests.support import T0
 
 PEAK = T0 + 8 * 3600  # 16:00 UTC: the simulator's daily peak
-MIX = [Command("predict", 2, 40, 0.5, "torch"), Command("embed", 1, 12, 0.4, "numpy")]
 SHORT_HISTORY = recommend.Targets(shrink_history_s=0)  # these stores hold minutes, not a day
-
-
-def mean_ms(commands: list[Command]) -> float:
-    w = sum(c.weight for c in commands)
-    return sum(c.weight * c.median_ms * math.exp(c.sigma ** 2 / 2) for c in commands) / w
 
 
 def stored(specs: list[PoolSpec], busy: dict[str, float], seconds: float = 240, seed: int = 1,

@@ -10,11 +10,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.recommendations import RecommendConfig, Recommender, targets
 from api.services import Services
+from harness.data import MIX, T0, mean_ms
 from simulator.model import PoolSpec, Simulation, daily_shape
 from store.sqlite import SQLiteStore
 from streams.embedded import EmbeddedRunner
-from tests.support import T0
-from tests.unit.test_recommend import MIX, mean_ms
 
 PEAK = T0 + 8 * 3600
 BEFORE, AFTER = 360.0, 420.0

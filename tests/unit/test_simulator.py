@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import msgspec
 
+from harness.data import T0
 from schemas.decode import accept
 from schemas.events import Pool, Request, Worker
 from simulator.model import Incident, Simulation
 from simulator.run import drive, to_native
-from tests.support import T0
 
 START = T0 + 14 * 3600  # near the daily peak
 

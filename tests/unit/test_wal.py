@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.services import Services
+from harness.data import T0, requests
 from store.sqlite import SQLiteStore
 from streams import wal as wal_module
 from streams.embedded import EmbeddedRunner, Unavailable
 from streams.wal import WalError, WriteAheadLog
-from tests.support import T0, requests
 
 
 def test_records_round_trip_in_order(tmp_path: Path):

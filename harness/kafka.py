@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,9 +12,8 @@ import orjson
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from harness.procs import EXE, wait_for
 from sdk.producer import EventProducer
-
-EXE = str(Path(sys.executable).with_name("snakepit-perf"))
 
 
 def create_topic(bootstrap: str, name: str, partitions: int = 3) -> None:
@@ -76,18 +74,6 @@ def consume(bootstrap: str, topic: str, n: int, timeout: float) -> list[dict]:
     finally:
         c.close()
     return out
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.5,
-             procs: tuple[tuple[subprocess.Popen, Path], ...] = ()) -> None:
-    """Poll ``predicate``; fail early, with its log, if a process it depends on died."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        for proc, log in procs:
-            assert proc.poll() is None, f"worker exited with {proc.returncode} while waiting " \
-                                        f"for {what}:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
 
 
 def distributed_env(bootstrap: str, topic: str, group: str, cassandra_port: int,

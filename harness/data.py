@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from schemas.events import Request
+from simulator.model import Command
 
 # Yesterday 08:00 UTC: test data lies in the past, as real data does (the service refuses events
 # from the future), and within every retention; a multiple of 3600, and 08:00 keeps the
@@ -50,3 +52,32 @@ def clock_poison(pool: str) -> list[Request]:
 
 def exact_quantile(values: list[float], q: float) -> float:
     return float(np.quantile(np.asarray(values, dtype=np.float64), q))
+
+
+# -- alert signals: one pool's minute as the alert engine sees it ----------------------------
+
+def normal(rnd: random.Random, **over) -> dict[str, float]:
+    """A healthy minute of one pool's signals, jittered; ``over`` sets any of them."""
+    s = {"rate": 20 + rnd.uniform(-1, 1), "p99_s": 0.08 + rnd.uniform(-0.005, 0.005),
+         "error_ratio": 0.005 + rnd.uniform(-0.001, 0.001), "queue_depth_max": rnd.choice([0, 1]),
+         "crashes": 0.0}
+    s.update(over)
+    s["errors"] = s["error_ratio"] * s["rate"] * 60
+    return s
+
+
+def minutes(rng: range, pool: str = "gpu", seed: int = 1, **over) -> list[tuple[int, dict]]:
+    """Minutes ``rng`` (counted from T0) of one pool, healthy unless ``over`` says otherwise."""
+    rnd = random.Random(seed)
+    return [(T0 + m * 60, {pool: normal(rnd, **over)}) for m in rng]
+
+
+# -- a command mix for the recommendation tests ----------------------------------------------
+
+MIX = [Command("predict", 2, 40, 0.5, "torch"), Command("embed", 1, 12, 0.4, "numpy")]
+
+
+def mean_ms(commands: list[Command]) -> float:
+    """The mix's mean latency: a lognormal's mean is its median times exp(sigma^2 / 2)."""
+    w = sum(c.weight for c in commands)
+    return sum(c.weight * c.median_ms * math.exp(c.sigma ** 2 / 2) for c in commands) / w
