@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from importlib.metadata import version
 
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
@@ -28,7 +29,8 @@ from api import (
 from api.auth import ApiKey, Authenticator, require
 from api.guard import BodyGuard
 from api.services import Services
-from snakepit_perf import __version__
+
+VERSION = version("snakepit-perf")  # the installed package's (the API knows no CLI)
 
 
 class Health(BaseModel):
@@ -41,7 +43,7 @@ class Health(BaseModel):
 
 
 def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
-    app = FastAPI(title="snakepit-perf", version=__version__,
+    app = FastAPI(title="snakepit-perf", version=VERSION,
                   description="Performance monitoring for Snakepit deployments.")
     app.state.services = services
     app.state.auth = Authenticator(keys or [])
@@ -83,7 +85,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
                 f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(runner.failing_since))}: "
                 f"{runner.last_error}; acknowledged events are kept in the write-ahead log",
                 headers={"Retry-After": "5"})
-        return Health(status="ok", version=__version__, mode=services.mode,
+        return Health(status="ok", version=VERSION, mode=services.mode,
                       uptime_seconds=round(time.monotonic() - started, 3),
                       warnings=services.engine.limiter.warnings()
                       if services.engine is not None else [])

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from api.problems import Problem
 from api.services import Services, get_services
+from runners.embedded import Overloaded, Unavailable
 from schemas.decode import decode_json, decode_ndjson
 from store.base import RejectRecord
-from streams.embedded import Overloaded, Unavailable
 
 ingest_router = APIRouter(tags=["ingest"])
 rejects_router = APIRouter(tags=["ingest"])

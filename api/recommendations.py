@@ -40,7 +40,6 @@ from api.services import Services, get_services
 from models import recommend
 from models import recommend_learning as learning
 from models.recommend_evidence import group_means, pool_evidence, session_evidence
-from snakepit_perf.config import RecommendSettings as RecommendConfig
 from store.base import AnnotationRecord
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,7 @@ STATES = ("open", "applied", "validated", "no_effect", "made_worse", "dismissed"
 STATUS = {"improvement": "validated", "no_change": "no_effect", "regression": "made_worse"}
 
 
-def targets(config: RecommendConfig) -> recommend.Targets:
+def targets(config: recommend.RecommendSettings) -> recommend.Targets:
     return recommend.Targets(p95_wait_s=config.target_p95_wait_ms / 1000,
                              max_utilisation=config.max_utilisation,
                              shrink_history_s=config.shrink_history_hours * 3600,
@@ -68,11 +67,11 @@ def _resolution(start: float, end: float) -> int:
 class Recommender:
     """Finds recommendations, records what is done with them and judges applied ones."""
 
-    def __init__(self, services: Services, config: RecommendConfig | None = None,
+    def __init__(self, services: Services, config: recommend.RecommendSettings | None = None,
                  publish: Callable[[dict[str, Any]], None] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.services, self.publish, self.clock = services, publish, clock
-        self.config = config or RecommendConfig()
+        self.config = config or recommend.RecommendSettings()
         self._periodic = Periodic("recommendation-judge", self.config.check_every_s, self.check)
         self._scanned: float | None = None  # pool reports scanned for changes up to here
 

@@ -11,11 +11,11 @@ from typing import Protocol
 from fastapi import Request
 
 from models.runner import AlertRunner, StoredAlerts
+from runners.embedded import EmbeddedRunner
 from schemas.decode import TimeBounds
 from schemas.events import Event
 from store.archive import ArchiveReader
 from store.base import RejectRecord, RollupStore
-from streams.embedded import EmbeddedRunner
 from streams.engine import Engine
 from streams.spans import SpanJoiner
 

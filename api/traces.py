@@ -18,8 +18,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from api.ingest import _read_body
 from api.problems import Problem
 from api.services import Services, get_services
+from runners.embedded import Overloaded, Unavailable
 from schemas.otlp import OtlpError, parse_json, parse_protobuf
-from streams.embedded import Overloaded, Unavailable
 
 router = APIRouter(tags=["ingest"])
 

@@ -21,9 +21,9 @@ from bench.common import report, servers
 from bench.worker_kafka import produce_raw, worker_run
 from harness import kafka as kh
 from harness.data import requests
+from runners.embedded import EmbeddedRunner, Overloaded
 from store.cassandra import CassandraStore
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner, Overloaded
 from streams.series import ALL
 
 PER_MESSAGE = 500

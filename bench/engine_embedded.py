@@ -20,9 +20,9 @@ import psutil
 
 from bench.common import batches, best_of, report
 from harness.data import requests
+from runners.embedded import EmbeddedRunner
 from schemas.decode import decode_json
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 from streams.engine import Engine
 
 N = 300_000

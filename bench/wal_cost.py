@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 
 from bench.common import batches, best_of, report, wait_healthy
+from runners.embedded import EmbeddedRunner
 from schemas.decode import decode_json
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 N = 300_000
 

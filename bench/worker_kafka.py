@@ -18,9 +18,9 @@ from confluent_kafka import Producer
 from bench.common import batches, report, servers
 from harness import kafka as kh
 from harness.data import requests
+from runners.faust_worker import FaustWorker
 from sdk.producer import EventProducer
 from store.cassandra import CassandraStore
-from streams.faust_worker import FaustWorker
 
 
 def produce_raw(bootstrap: str, topic: str, messages: list[bytes]) -> float:

@@ -99,7 +99,7 @@ def run_worker_to_end(store, bootstrap: str, topic: str, group: str, **options) 
     to its end offset, then stop it."""
     import threading
 
-    from streams.faust_worker import FaustWorker
+    from runners.faust_worker import FaustWorker
 
     worker = FaustWorker(store, bootstrap, topic, group=group, **options)
     ends = end_offsets(bootstrap, topic)

@@ -1,3 +1,5 @@
 """snakepit-perf: performance monitoring for Snakepit deployments (composition root: CLI, config)."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("snakepit-perf")  # one version: pyproject.toml's

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from models.recommend import RecommendSettings
 from schemas.decode import TimeBounds
 from streams.series import Limits
 
@@ -77,28 +78,6 @@ class AlertSettings:
 class DeploySettings:
     # Each `deploy` annotation is judged: before_s before it against after_s once settle_s has
     # passed, once the after window's events are stored (lateness_s later).
-    before_s: float = 900
-    settle_s: float = 120
-    after_s: float = 600
-    lateness_s: float = 30
-    check_every_s: float = 10
-
-
-@dataclass
-class RecommendSettings:
-    # What a pool should achieve at its peak (the busiest peak_minutes of lookback_hours).
-    target_p95_wait_ms: float = 50
-    max_utilisation: float = 0.8
-    lookback_hours: float = 24
-    peak_minutes: float = 15
-    # Settings Snakepit does not report: the deployment's pool_queue_timeout and its pools'
-    # heartbeat timeout_ms (Snakepit's defaults).
-    pool_queue_timeout_ms: int = 5000
-    heartbeat_timeout_ms: int = 10000
-    # A pool is only proposed smaller once this much history is stored.
-    shrink_history_hours: float = 20
-    # An applied recommendation is validated like a deploy: before_s against after_s, once
-    # settle_s has passed and the after window's events are stored (lateness_s later).
     before_s: float = 900
     settle_s: float = 120
     after_s: float = 600

@@ -11,6 +11,7 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner, StoredAlerts
+from runners.faust_worker import FaustWorker
 from schemas.events import Event
 from sdk.producer import EventProducer
 from snakepit_perf import config
@@ -24,7 +25,6 @@ from snakepit_perf.alerting import (
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.cassandra import CassandraStore
-from streams.faust_worker import FaustWorker
 
 
 class KafkaSink:

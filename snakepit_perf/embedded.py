@@ -11,6 +11,7 @@ from api.app import create_app
 from api.auth import ApiKey
 from api.services import Services
 from models.runner import AlertRunner
+from runners.embedded import EmbeddedRunner
 from simulator.background import BackgroundSimulation
 from simulator.model import Incident
 from snakepit_perf import config
@@ -24,7 +25,6 @@ from snakepit_perf.alerting import (
 from snakepit_perf.config import Settings
 from store.archive import ArchiveReader
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 
 def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,

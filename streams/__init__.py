@@ -1,5 +1,5 @@
-"""The stream engine: framework-free windows, sketches and aggregates, plus thin runners.
+"""The stream engine: windows, watermark, sketches, aggregates and joins, free of frameworks.
 
-``aggregate``, ``series``, ``windows`` and ``engine`` import no framework or driver; the runners
-(``embedded``, ``faust_app``) depend on them, never the other way round.
+It imports only ``schemas``; the runners (``runners.embedded``, ``runners.faust_worker``) drive
+it and the stores persist what it emits, never the other way round.
 """

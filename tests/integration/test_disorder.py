@@ -15,8 +15,8 @@ from confluent_kafka import Producer
 
 from harness import kafka as kh
 from harness.data import T0, requests
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 N = 100_000
 

@@ -14,8 +14,8 @@ from harness import kafka as kh
 from harness.data import T0, clock_poison
 from models.kafka_alerts import KafkaAlertPublisher
 from models.runner import AlertRunner
+from runners.faust_worker import FaustWorker
 from simulator.model import Incident, Simulation
-from streams.faust_worker import FaustWorker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]
 

@@ -73,8 +73,8 @@ def test_the_websocket_twin_sends_the_same_rows(tmp_path: Path):
 
     from api.app import create_app
     from api.services import Services
+    from runners.embedded import EmbeddedRunner
     from store.sqlite import SQLiteStore
-    from streams.embedded import EmbeddedRunner
 
     store = SQLiteStore(tmp_path / "ws.sqlite3")
     runner = EmbeddedRunner(store)

@@ -11,9 +11,9 @@ import pytest
 from harness import kafka as kh
 from harness.data import T0, requests
 from infra import local
+from runners.faust_worker import FaustWorker
 from snakepit_perf import config
 from store.base import SeriesRef
-from streams.faust_worker import FaustWorker
 from streams.series import ALL
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]

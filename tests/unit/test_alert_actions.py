@@ -17,8 +17,8 @@ from harness.data import T0 as T
 from harness.data import minutes
 from models.outputs import AlertmanagerOutput, WebhookOutput, signature
 from models.runner import AlertRunner
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 
 class Recorder:

@@ -69,9 +69,9 @@ def test_an_incident_reaches_get_v1_alerts_through_the_embedded_pipeline(tmp_pat
     from api.app import create_app
     from api.services import Services
     from models.runner import AlertRunner
+    from runners.embedded import EmbeddedRunner
     from simulator.model import Incident, Simulation
     from store.sqlite import SQLiteStore
-    from streams.embedded import EmbeddedRunner
 
     store = SQLiteStore(tmp_path / "alerts.sqlite3")
     alerts = AlertRunner()

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from harness.data import T0
+from runners.embedded import EmbeddedRunner
 from simulator.model import Incident, Simulation
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 START = T0 + 14 * 3600
 

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from harness.data import T0, exact_quantile, requests
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 
 @pytest.fixture
@@ -264,7 +264,7 @@ def test_a_sender_held_back_by_429s_is_not_an_idle_stream(tmp_path):
     would all be late (and held, at great cost, as late deltas)."""
     import time
 
-    from streams.embedded import Overloaded
+    from runners.embedded import Overloaded
 
     store = SQLiteStore(tmp_path / "perf.sqlite3")
     runner = EmbeddedRunner(store, idle_grace=0.2)

@@ -100,7 +100,7 @@ def test_queries_past_the_retention_read_the_archive(tmp_path: Path):
 
 
 def test_the_embedded_runner_archives_closed_days(tmp_path: Path):
-    from streams.embedded import EmbeddedRunner
+    from runners.embedded import EmbeddedRunner
 
     store = filled_store(tmp_path / "s.sqlite3")
     runner = EmbeddedRunner(store, archive_dir=tmp_path / "a")

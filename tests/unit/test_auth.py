@@ -11,8 +11,8 @@ from api.app import create_app
 from api.auth import hash_key, parse_keys
 from api.services import Services
 from harness.data import T0
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 VIEWER, OPERATOR = "spk_viewer_secret", "spk_operator_secret"
 

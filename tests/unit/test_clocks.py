@@ -11,11 +11,11 @@ import orjson
 import pytest
 
 from harness.data import T0, requests
+from runners.partitions import Partitions
 from schemas.decode import TimeBounds, decode_json, decode_ndjson
 from schemas.events import Request
 from store.sqlite import SQLiteStore
 from streams.engine import Engine
-from streams.partitions import Partitions
 
 NOW = T0 + 3600.0
 BOUNDS = TimeBounds(max_ahead_s=600, max_age_s=400 * 86400)

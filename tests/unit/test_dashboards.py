@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.auth import hash_key, parse_keys
 from api.services import Services
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 KEYS = {"alice": ("viewer", "spk_alice"), "bob": ("viewer", "spk_bob"),
         "ops": ("operator", "spk_ops"), "root": ("admin", "spk_root")}

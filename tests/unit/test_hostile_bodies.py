@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from harness.data import T0
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 GOOD = b'{"type":"request","time":%d,"pool":"p","command":"c","duration_us":5,"status":"ok"}' \
     % T0

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, settings
 
 from api.app import create_app
 from api.services import Services
+from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 _store = SQLiteStore(Path(tempfile.mkdtemp()) / "fuzz.sqlite3")
 _runner = EmbeddedRunner(_store)

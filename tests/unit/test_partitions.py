@@ -6,8 +6,8 @@ from __future__ import annotations
 import msgspec
 
 from harness.data import T0, requests
+from runners.partitions import Partitions
 from store.sqlite import SQLiteStore
-from streams.partitions import Partitions
 
 
 def _messages(n: int = 40, per: int = 100) -> list[bytes]:
@@ -141,7 +141,7 @@ def test_late_deltas_held_by_a_paced_commit_are_written_once_the_stream_is_quiet
         parts.write(batch)
     deferred = stored()
     clock = time.monotonic() + engine_module.LATE_EVERY_S + 1
-    monkeypatch.setattr("streams.partitions.time.monotonic", lambda: clock)
+    monkeypatch.setattr("runners.partitions.time.monotonic", lambda: clock)
     batch = parts.prepare(paced=True)  # no new message since
     assert batch is not None
     parts.write(batch)

@@ -11,9 +11,9 @@ from api.app import create_app
 from api.recommendations import RecommendConfig, Recommender, targets
 from api.services import Services
 from harness.data import MIX, T0, mean_ms
+from runners.embedded import EmbeddedRunner
 from simulator.model import PoolSpec, Simulation, daily_shape
 from store.sqlite import SQLiteStore
-from streams.embedded import EmbeddedRunner
 
 PEAK = T0 + 8 * 3600
 BEFORE, AFTER = 360.0, 420.0

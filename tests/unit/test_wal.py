@@ -12,10 +12,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from harness.data import T0, requests
+from runners import wal as wal_module
+from runners.embedded import EmbeddedRunner, Unavailable
+from runners.wal import WalError, WriteAheadLog
 from store.sqlite import SQLiteStore
-from streams import wal as wal_module
-from streams.embedded import EmbeddedRunner, Unavailable
-from streams.wal import WalError, WriteAheadLog
 
 
 def test_records_round_trip_in_order(tmp_path: Path):

@@ -1,5 +1,5 @@
 """The distributed stream worker: a Faust app whose agent feeds ``snakepit.events`` to one engine
-per partition (``streams.partitions``), in a consumer group whose partitions spread over any
+per partition (``runners.partitions``), in a consumer group whose partitions spread over any
 number of worker processes and hosts.
 
 Faust does the consuming, the group membership and the offset commits; the engine and the
@@ -32,11 +32,11 @@ import faust
 from confluent_kafka import KafkaException, Producer
 from faust.types import TP
 
+from runners.partitions import CommitBatch, Partitions
+from runners.rollup_message import rollup_message
 from schemas.decode import Reject, TimeBounds
 from store.base import RollupStore
 from streams.engine import Rollup
-from streams.partitions import CommitBatch, Partitions
-from streams.rollup_message import rollup_message
 from streams.series import Limits
 
 log = logging.getLogger(__name__)

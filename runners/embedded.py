@@ -30,12 +30,12 @@ from pathlib import Path
 
 import msgspec
 
+from runners.wal import WalError, WriteAheadLog
 from schemas.events import AnyEvent, Event
 from store.base import Checkpoint, RollupStore, annotation_record
 from streams.engine import Engine, Rollup
 from streams.live import LiveState
 from streams.series import Limits
-from streams.wal import WalError, WriteAheadLog
 
 log = logging.getLogger(__name__)
 
