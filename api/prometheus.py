@@ -10,16 +10,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 
 from api.services import Services, get_services
 
 router = APIRouter(tags=["metrics"])
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 QUANTILES = (0.5, 0.95, 0.99, 0.999)
 
 _SELF = {
@@ -33,96 +40,112 @@ _ENGINE = {
 }
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+class ServiceCollector:
+    """prometheus_client's custom collector over the service: every figure is read from where
+    it lives at scrape time, so nothing is counted twice."""
 
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-def exposition(services: Services) -> str:
-    lines: list[str] = []
+    def collect(self) -> Iterator[Metric]:
+        services = self.services
+        for name, help_text in _SELF.items():
+            yield CounterMetricFamily(f"snakepit_perf_{name}", help_text,
+                                      value=services.counters.get(name, 0))
+        if services.runner is not None:
+            yield from self._runner()
+        if services.engine is not None:
+            yield from self._engine()
 
-    def header(name: str, kind: str, help_text: str) -> None:
-        lines.extend([f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"])
-
-    for name, help_text in _SELF.items():
-        header(f"snakepit_perf_{name}", "counter", help_text)
-        lines.append(f"snakepit_perf_{name} {services.counters.get(name, 0)}")
-    runner = services.runner
-    if runner is not None:
-        for name, kind, help_text, value in [
-            ("queued_events", "gauge", "events waiting to be aggregated (ingest answers 429 "
-             "past the limit)", runner.queued_events),
-            ("ingest_overloaded_total", "counter", "ingest requests refused with 429",
-             services.counters.get("ingest_overloaded_total", 0)),
-            ("ingest_unavailable_total", "counter", "ingest requests refused with 503 (the batch "
-             "could not be made durable)", services.counters.get("ingest_unavailable_total", 0)),
-            ("store_write_errors_total", "counter", "failed rollup and checkpoint writes (retried)",
-             runner.write_errors),
-            ("wal_bytes", "gauge", "write-ahead log on disk, not yet covered by a checkpoint",
+    def _runner(self) -> Iterator[Metric]:
+        services, runner = self.services, self.services.runner
+        gauges = [
+            ("queued_events", "events waiting to be aggregated (ingest answers 429 past the "
+             "limit)", runner.queued_events),
+            ("wal_bytes", "write-ahead log on disk, not yet covered by a checkpoint",
              runner.wal.size_bytes() if runner.wal is not None else 0),
-            ("wal_replayed_events", "gauge", "acknowledged events replayed from the write-ahead "
-             "log at start", runner.replayed),
-            ("checkpoint_duration_seconds", "gauge", "how long the last flush (rollups and "
-             "checkpoint) took", round(runner.last_flush_s, 3)),
-            ("checkpoint_age_seconds", "gauge", "seconds since the last stored checkpoint",
+            ("wal_replayed_events", "acknowledged events replayed from the write-ahead log at "
+             "start", runner.replayed),
+            ("checkpoint_duration_seconds", "how long the last flush (rollups and checkpoint) "
+             "took", round(runner.last_flush_s, 3)),
+            ("checkpoint_age_seconds", "seconds since the last stored checkpoint",
              round(time.time() - runner.checkpointed_at, 3)),
-            ("store_bytes", "gauge", "the embedded store's files",
-             services.store.size_bytes() if hasattr(services.store, "size_bytes") else 0)]:
-            header(f"snakepit_perf_{name}", kind, help_text)
-            lines.append(f"snakepit_perf_{name} {value}")
-    engine = services.engine
-    if engine is None:
-        return "\n".join(lines) + "\n"
-    for key, (name, help_text) in _ENGINE.items():
-        header(f"snakepit_perf_{name}", "counter", help_text)
-        lines.append(f"snakepit_perf_{name} {engine.stats.get(key, 0)}")
-    header("snakepit_perf_engine_label_overflow_total", "counter",
-           "label values folded into __other__ by the cardinality limit")
-    lines.append(f"snakepit_perf_engine_label_overflow_total {engine.limiter.overflowed}")
-    limiter = engine.limiter
-    header("snakepit_perf_series_active", "gauge", "active series by family (the series limit "
-           f"is {limiter.limits.max_series_per_family} per family, {limiter.limits.max_series} "
-           "in all)")
-    for family, known in sorted(limiter.known.items()):
-        lines.append(f'snakepit_perf_series_active{{family="{family}"}} {len(known)}')
-    header("snakepit_perf_series_overflow_total", "counter",
-           "new series folded into __other__ because a series limit was reached, by family")
-    for family in sorted(limiter.known):
-        n = limiter.series_overflowed.get(family, 0)
-        lines.append(f'snakepit_perf_series_overflow_total{{family="{family}"}} {n}')
-    header("snakepit_perf_native_events_total", "counter",
-           "Snakepit events kept as native events, by event name (unknown names included)")
-    for key, n in sorted(engine.stats.items()):
-        if key.startswith("native:"):
-            lines.append(f'snakepit_perf_native_events_total{{event="{_label(key[7:])}"}} {n}')
-    header("snakepit_perf_duplicate_calls_total", "counter",
-           "request copies dropped: one call reported as telemetry and as spans counts once")
-    lines.append(f"snakepit_perf_duplicate_calls_total {engine.calls.dropped}")
-    live = engine.live
-    if live is None:
-        return "\n".join(lines) + "\n"
-    totals = dict(sorted(live.totals.items()))
-    header("snakepit_requests_total", "counter", "Snakepit requests completed, by pool")
-    for pool, (n, _, _) in totals.items():
-        lines.append(f'snakepit_requests_total{{pool="{_label(pool)}"}} {n}')
-    header("snakepit_request_errors_total", "counter", "Snakepit requests that failed, by pool")
-    for pool, (_, errors, _) in totals.items():
-        lines.append(f'snakepit_request_errors_total{{pool="{_label(pool)}"}} {errors}')
-    header("snakepit_request_duration_seconds", "summary",
-           "Snakepit request duration; quantiles over the last 60 s")
-    recent = live.recent(60)
-    for pool, (n, _, seconds) in totals.items():
-        p = _label(pool)
-        digest = recent.get(pool)
-        for q in QUANTILES:
-            value = digest.quantile(q) / 1e6 if digest is not None else float("nan")
-            lines.append(f'snakepit_request_duration_seconds{{pool="{p}",quantile="{q}"}} {value}')
-        lines.append(f'snakepit_request_duration_seconds_sum{{pool="{p}"}} {seconds}')
-        lines.append(f'snakepit_request_duration_seconds_count{{pool="{p}"}} {n}')
-    return "\n".join(lines) + "\n"
+            ("store_bytes", "the embedded store's files",
+             services.store.size_bytes() if hasattr(services.store, "size_bytes") else 0)]
+        counters = [
+            ("ingest_overloaded_total", "ingest requests refused with 429",
+             services.counters.get("ingest_overloaded_total", 0)),
+            ("ingest_unavailable_total", "ingest requests refused with 503 (the batch could not "
+             "be made durable)", services.counters.get("ingest_unavailable_total", 0)),
+            ("store_write_errors_total", "failed rollup and checkpoint writes (retried)",
+             runner.write_errors)]
+        for name, help_text, value in gauges:
+            yield GaugeMetricFamily(f"snakepit_perf_{name}", help_text, value=value)
+        for name, help_text, value in counters:
+            yield CounterMetricFamily(f"snakepit_perf_{name}", help_text, value=value)
+
+    def _engine(self) -> Iterator[Metric]:
+        engine = self.services.engine
+        for key, (name, help_text) in _ENGINE.items():
+            yield CounterMetricFamily(f"snakepit_perf_{name}", help_text,
+                                      value=engine.stats.get(key, 0))
+        limiter = engine.limiter
+        yield CounterMetricFamily("snakepit_perf_engine_label_overflow_total",
+                                  "label values folded into __other__ by the cardinality limit",
+                                  value=limiter.overflowed)
+        active = GaugeMetricFamily(
+            "snakepit_perf_series_active", "active series by family (the series limit is "
+            f"{limiter.limits.max_series_per_family} per family, {limiter.limits.max_series} "
+            "in all)", labels=["family"])
+        overflow = CounterMetricFamily(
+            "snakepit_perf_series_overflow_total", "new series folded into __other__ because a "
+            "series limit was reached, by family", labels=["family"])
+        for family, known in sorted(limiter.known.items()):
+            active.add_metric([family], len(known))
+            overflow.add_metric([family], limiter.series_overflowed.get(family, 0))
+        yield active
+        yield overflow
+        native = CounterMetricFamily(
+            "snakepit_perf_native_events_total", "Snakepit events kept as native events, by "
+            "event name (unknown names included)", labels=["event"])
+        for key, n in sorted(engine.stats.items()):
+            if key.startswith("native:"):
+                native.add_metric([key[7:]], n)
+        yield native
+        yield CounterMetricFamily("snakepit_perf_duplicate_calls_total", "request copies "
+                                  "dropped: one call reported as telemetry and as spans counts "
+                                  "once", value=engine.calls.dropped)
+        if engine.live is not None:
+            yield from self._live()
+
+    def _live(self) -> Iterator[Metric]:
+        live = self.services.engine.live
+        totals = dict(sorted(live.totals.items()))
+        requests = CounterMetricFamily("snakepit_requests_total",
+                                       "Snakepit requests completed, by pool", labels=["pool"])
+        errors = CounterMetricFamily("snakepit_request_errors_total",
+                                     "Snakepit requests that failed, by pool", labels=["pool"])
+        duration = SummaryMetricFamily("snakepit_request_duration_seconds",
+                                       "Snakepit request duration; quantiles over the last 60 s",
+                                       labels=["pool"])
+        recent = live.recent(60)
+        for pool, (n, failed, seconds) in totals.items():
+            requests.add_metric([pool], n)
+            errors.add_metric([pool], failed)
+            duration.add_metric([pool], count_value=n, sum_value=seconds)
+            digest = recent.get(pool)
+            for q in QUANTILES:
+                value = digest.quantile(q) / 1e6 if digest is not None else float("nan")
+                duration.add_sample(duration.name, {"pool": pool, "quantile": str(q)}, value)
+        yield requests
+        yield errors
+        yield duration
 
 
-@router.get("/metrics", response_class=PlainTextResponse,
+@router.get("/metrics", response_class=Response,
             summary="Prometheus exposition: per-pool request counters and latency summaries, "
                     "and snakepit-perf's own counters")
-def metrics(services: Annotated[Services, Depends(get_services)]) -> PlainTextResponse:
-    return PlainTextResponse(exposition(services), media_type=CONTENT_TYPE)
+def metrics(services: Annotated[Services, Depends(get_services)]) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ServiceCollector(services))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import msgspec
 import psutil
 
 from bench.common import wait_healthy
+from harness.metrics import samples
 from schemas.events import Request
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))
@@ -39,11 +39,9 @@ def events(n: int, pools: int, commands: int, start: float, seconds: float) -> l
 
 
 def metric(text: str, name: str) -> dict[str, float]:
-    """``name``'s samples in a Prometheus exposition, by their label text."""
-    out = {}
-    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
-        out[m.group(1) or ""] = float(m.group(2))
-    return out
+    """``name``'s samples in a Prometheus exposition, by their label text (``{family="x"}``)."""
+    return {key[len(name):]: value for key, value in samples(text).items()
+            if key == name or key.startswith(name + "{")}
 
 
 def attack(label: str, stream: list[Request], start: float) -> dict[str, object]:

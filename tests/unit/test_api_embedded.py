@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from harness.data import T0, exact_quantile, requests
+from harness.metrics import samples
 from runners.embedded import EmbeddedRunner
 from store.sqlite import SQLiteStore
 
@@ -146,10 +147,10 @@ def test_reject_and_accept_counts_are_prometheus_metrics(stack):
                 headers={"Content-Type": "application/json"})
     text = client.get("/metrics").text
     assert "# TYPE snakepit_perf_events_rejected_total counter" in text
-    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert float(values["snakepit_perf_events_accepted_total"]) == 2
-    assert float(values["snakepit_perf_events_rejected_total"]) == 1
-    assert float(values["snakepit_perf_engine_events_total"]) == 2
+    values = samples(text)
+    assert values["snakepit_perf_events_accepted_total"] == 2
+    assert values["snakepit_perf_events_rejected_total"] == 1
+    assert values["snakepit_perf_engine_events_total"] == 2
 
 
 def test_filters_negation_prefix_and_utilisation(stack):
