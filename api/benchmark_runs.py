@@ -17,8 +17,9 @@ import numpy as np
 
 from api.query import Filter, matches, parse_filters
 from models import benchmark_stats as st
-from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef
+from store.base import DEFAULT_RETENTION, RollupStore
 from streams.aggregate import Dist
+from streams.rollup import SeriesRef
 from streams.series import ALL, FAMILIES
 
 DIMS = FAMILIES["request"]
@@ -288,7 +289,7 @@ def signals(store: RollupStore, data: RunData) -> dict[str, float]:
                 for name in gauge_names:
                     v = row.agg.gauges.get(name)
                     if v is not None:
-                        gauges[f"{name}_mean"].append(v[4] / v[5])
+                        gauges[f"{name}_mean"].append(v.mean)
     out = {k: v / minutes for k, v in totals.items()}
     out.update({k: float(np.mean(v)) for k, v in gauges.items()})
     return out

@@ -112,7 +112,7 @@ def _method(run: dict[str, Any]) -> br.Methodology:
 
 def _load(services: Services, run: dict[str, Any], resolution: int | None = None) -> br.RunData:
     res = resolution or br.resolution_for(run["started"], time.time(),
-                                          getattr(services.store, "retention", None))
+                                          services.store.retention)
     return br.load(services.store, [tuple(t) for t in run["trials"]], run["where"],
                    run["methodology"]["warmup_s"], res)
 
@@ -240,7 +240,7 @@ def get_run(run_id: str, services: ServicesDep) -> dict[str, Any]:
                                     run["fingerprint"], run["methodology"]["slices"])
     if run.get("results") is not None:  # read now: a k6 file may be imported after the run
         res = br.resolution_for(run["started"], time.time(),
-                                getattr(services.store, "retention", None))
+                                services.store.retention)
         # the very windows the server's figures come from, so the two views compare
         windows = [w for w in run["results"]["windows"] if w]
         run["results"]["client"] = br.client_results(services.store, windows, run["id"], res)
@@ -274,7 +274,7 @@ def compare_runs(services: Services, run: dict[str, Any], base: list[dict[str, A
     if not base:
         raise Problem(404, "No baseline", f"scenario {run['scenario']!r} has no pinned run and "
                       f"no earlier finished run on the baseline branch", param="baseline")
-    now, retention = time.time(), getattr(services.store, "retention", None)
+    now, retention = time.time(), services.store.retention
     res = max(br.resolution_for(r["started"], now, retention) for r in [run, *base])
     data = _load(services, run, res)
     trials = [t for b in base for t in b["trials"]]

@@ -15,8 +15,9 @@ from datetime import datetime
 from api.catalog import METRICS, Metric
 from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
 from store.archive import ArchiveReader
-from store.base import DEFAULT_RETENTION, RollupStore, SeriesRef, StoredRollup
-from streams.aggregate import Aggregate
+from store.base import DEFAULT_RETENTION, RollupStore
+from streams.aggregate import Aggregate, Gauge
+from streams.rollup import SeriesRef, StoredRollup
 from streams.series import ALL, FAMILIES, rolled_up_pool
 
 RESOLUTIONS = (10, 60, 3600)
@@ -218,7 +219,7 @@ def _per_core(rows: list[StoredRollup], field: str, filters: list[Filter]
             if core is None or not all(f.matches(core.group(1)) for f in filters):
                 continue
             agg = Aggregate()
-            agg.gauges[field] = list(gauge)
+            agg.gauges[field] = Gauge(gauge)
             ref = SeriesRef(row.series.family, row.series.labels + (core.group(1),))
             out.append(StoredRollup(ref, row.resolution, row.bucket, agg))
     return out
@@ -282,7 +283,7 @@ def _stat(q: Query, agg: Aggregate | None, t0: int, t1: int, res: int,
         g = agg.gauges.get(m.field)
         if g is None:
             return None
-        return {"last": g[1], "min": g[2], "max": g[3], "mean": g[4] / g[5]}[stat] * m.scale
+        return getattr(g, stat) * m.scale  # last, min, max or mean
     if m.kind == "ratio":
         den = sum(agg.counters.get(c, 0) for c in m.denominator)
         if den == 0:

@@ -263,7 +263,7 @@ class Recommender:
             g = r.agg.gauges.get("pool_size")
             if g is None:
                 continue
-            pool, size = r.series.labels[0], int(g[1])
+            pool, size = r.series.labels[0], int(g.last)
             before = last.get(pool)
             if before is not None and before[0] != size and r.bucket >= lo:
                 changes.append(AnnotationRecord(  # at the start of the bucket it showed in
@@ -271,7 +271,7 @@ class Recommender:
                     "seen in the pool's reports", pool,
                     tags={"setting": "pool_size", "from": str(before[0]), "to": str(size),
                           "source": "observed"}))
-            last[pool] = (size, g[0])
+            last[pool] = (size, g.last_time)
         new = [c for c in changes if not self._annotated_near(c)]
         if new:
             store.add_annotations(new)

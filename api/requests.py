@@ -16,7 +16,6 @@ from pydantic import BaseModel
 from api.problems import Problem
 from api.query import RESOLUTIONS, QueryError, matches, parse_filters, parse_time
 from api.services import Services, get_services
-from store.base import DEFAULT_RETENTION
 from streams.series import FAMILIES
 
 router = APIRouter(tags=["query"])
@@ -64,7 +63,7 @@ def list_requests(
         filters = parse_filters(where or [], FAMILIES["worker"])
     except QueryError as exc:
         raise Problem(400, "Invalid query", str(exc), param=exc.param) from exc
-    retention = getattr(services.store, "retention", None) or DEFAULT_RETENTION
+    retention = services.store.retention
     now = time.time()
     resolution = next((r for r in RESOLUTIONS if t0 >= now - retention[r]), RESOLUTIONS[-1])
     dims = FAMILIES["worker"]

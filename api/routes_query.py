@@ -51,7 +51,7 @@ def run_query(services: Services, metric: str, stat: str, start: str, end: str,
     except engine.QueryError as exc:
         raise Problem(400, "Invalid query", str(exc), param=exc.param) from exc
     return engine.run(services.store, q, services.archive,
-                      getattr(services.store, "retention", None))
+                      services.store.retention)
 
 
 @router.get("/v1/query", response_model=QueryResult,

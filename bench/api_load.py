@@ -22,7 +22,7 @@ import httpx
 from bench.store_query import DAYS, labels, minute_aggs
 from harness.procs import free_port, up
 from store.sqlite import SQLiteStore
-from streams.engine import Rollup
+from streams.rollup import Rollup
 from streams.series import ALL
 
 EXE = str(Path(sys.executable).with_name("snakepit-perf"))

@@ -23,10 +23,9 @@ import numpy as np
 from api import query as q
 from bench.common import report, servers
 from harness.data import T0
-from store.base import SeriesRef
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
-from streams.engine import Rollup
+from streams.rollup import Rollup, SeriesRef
 
 DAYS = 30
 

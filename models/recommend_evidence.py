@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from store.base import RollupStore, SeriesRef
-from streams.aggregate import Dist
+from store.base import RollupStore
+from streams.aggregate import Dist, Gauge
+from streams.rollup import SeriesRef
 from streams.series import ALL
 
 _ALL7 = (ALL,) * 7
@@ -170,11 +171,11 @@ def _service(ev: PoolEvidence, d: Dist | None, w: Dist | None, s: Dist | None) -
     ev.service_scv = var / mean ** 2 if mean > 0 else 0.0
 
 
-def _last(gauge: list[float] | None, prev: tuple[float, float] | None
+def _last(gauge: Gauge | None, prev: tuple[float, float] | None
           ) -> tuple[float, float] | None:
     if gauge is None:
         return prev
-    return (gauge[0], gauge[1]) if prev is None or gauge[0] >= prev[0] else prev
+    return (gauge.last_time, gauge.last) if prev is None or gauge.last_time >= prev[0] else prev
 
 
 def _pool_gauges(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int,
@@ -187,7 +188,7 @@ def _pool_gauges(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo:
             last[(ev.pool, name)] = _last(g.get(name), last[(ev.pool, name)])
         ev.saturated += r.agg.counters.get("saturated", 0.0)
         if "queue_depth" in g:
-            ev.peak_queue_depth = max(ev.peak_queue_depth, g["queue_depth"][3])
+            ev.peak_queue_depth = max(ev.peak_queue_depth, g["queue_depth"].max)
     for ev in out.values():
         for name in ("pool_size", "threads_per_worker", "max_queue_size"):
             value = last[(ev.pool, name)]
@@ -215,9 +216,9 @@ def _workers(store: RollupStore, out: dict[str, PoolEvidence], res: int, lo: int
         for name, attr in (("request_count", "recycled_at_requests"),
                            ("uptime_s", "recycled_at_uptime_s")):
             if name in g:
-                setattr(ev, attr, max(getattr(ev, attr) or 0.0, g[name][3]))
+                setattr(ev, attr, max(getattr(ev, attr) or 0.0, g[name].max))
         if "memory_threshold_mb" in g:
-            ev.memory_threshold_mb = g["memory_threshold_mb"][1]
+            ev.memory_threshold_mb = g["memory_threshold_mb"].last
         d = r.agg.dists.get("startup_us")
         if d is not None and d.count:
             startup[ev.pool][0] += d.sum
@@ -249,9 +250,9 @@ def session_evidence(store: RollupStore, start: float, end: float, resolution: i
         out.pruned += r.agg.counters.get("pruned", 0.0)
         out.warnings += r.agg.counters.get("accumulation_warning", 0.0)
         if "max_sessions" in g:
-            out.max_sessions = int(g["max_sessions"][1])
+            out.max_sessions = int(g["max_sessions"].last)
         if "current_sessions" in g:
-            out.peak_sessions = max(out.peak_sessions, g["current_sessions"][3])
+            out.peak_sessions = max(out.peak_sessions, g["current_sessions"].max)
     return out
 
 

@@ -15,7 +15,7 @@ from models.outputs import Note, Output
 from models.signals import Signals, minute_signals
 from models.silences import Silence, note_labels
 from store.base import Checkpoint, RollupStore
-from streams.engine import Rollup
+from streams.rollup import Rollup
 
 
 class AlertRunner:

@@ -1,7 +1,7 @@
 """Per-pool signals, one value per closed minute, taken from the engine's 1-minute rollups.
 
 >>> from streams.aggregate import Aggregate
->>> from streams.engine import Rollup
+>>> from streams.rollup import Rollup
 >>> a = Aggregate(); a.add_counter("requests", 120); a.add_counter("errors", 6)
 >>> a.add_values("duration_us", [1000.0] * 120)
 >>> rows = [Rollup("request", ("p", *("__all__",) * 7), 60, 1_800_000_000, a)]
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from streams.engine import Rollup
+from streams.rollup import Rollup
 from streams.series import ALL, rolled_up_pool
 
 Signals = dict[str, float]
@@ -52,12 +52,12 @@ def minute_signals(rollups: Iterable[Rollup]) -> dict[tuple[int, str], Signals]:
             s = out.setdefault((r.bucket, r.labels[0]), {})
             g = a.gauges.get("queue_depth")
             if g is not None:
-                s["queue_depth_max"] = g[3]
+                s["queue_depth_max"] = g.max
         elif r.family == "resource" and r.labels[0] == "worker":
             g = a.gauges.get("memory_bytes")
             if g is not None:
                 s = out.setdefault((r.bucket, r.labels[2]), {})
-                s["memory_bytes"] = s.get("memory_bytes", 0) + g[1]
+                s["memory_bytes"] = s.get("memory_bytes", 0) + g.last
     for key, shares in busy.items():
         out[key]["utilization"] = sum(shares) / len(shares)
     return out

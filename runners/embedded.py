@@ -33,8 +33,9 @@ import msgspec
 from runners.wal import WalError, WriteAheadLog
 from schemas.events import AnyEvent, Event
 from store.base import Checkpoint, RollupStore, annotation_record
-from streams.engine import Engine, Rollup
+from streams.engine import Engine
 from streams.live import LiveState
+from streams.rollup import Rollup
 from streams.series import Limits
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,7 @@ from runners.partitions import CommitBatch, Partitions
 from runners.rollup_message import rollup_message
 from schemas.decode import Reject, TimeBounds
 from store.base import RollupStore
-from streams.engine import Rollup
+from streams.rollup import Rollup
 from streams.series import Limits
 
 log = logging.getLogger(__name__)

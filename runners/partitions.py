@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from schemas.decode import Reject, TimeBounds, decode_json
 from schemas.events import Annotation
 from store.base import Checkpoint, RejectRecord, RollupStore, annotation_record
-from streams.engine import Engine, Rollup
+from streams.engine import Engine
+from streams.rollup import Rollup
 from streams.series import Limits
 
 log = logging.getLogger(__name__)

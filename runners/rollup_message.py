@@ -8,7 +8,7 @@ a worker restart has the same key as the first one (the topic is at-least-once; 
 topic or a consumer keyed on it sees each row once).
 
 >>> from streams.aggregate import Aggregate
->>> from streams.engine import Rollup
+>>> from streams.rollup import Rollup
 >>> a = Aggregate()
 >>> a.add_counter("requests", 3)
 >>> key, value = rollup_message(Rollup("pool", ("p",), 60, 1_800_000_000, a), "t:0")
@@ -23,7 +23,7 @@ import base64
 import orjson
 
 from streams.aggregate import KNOWN_QUANTILES
-from streams.engine import Rollup
+from streams.rollup import Rollup, shard_key
 from streams.series import FAMILIES
 
 _NAMES = {0.5: "p50", 0.9: "p90", 0.95: "p95", 0.99: "p99", 0.999: "p999"}
@@ -31,16 +31,15 @@ _NAMES = {0.5: "p50", 0.9: "p90", 0.95: "p95", 0.99: "p99", 0.999: "p999"}
 
 def rollup_message(r: Rollup, shard: str) -> tuple[bytes, bytes]:
     """(key, value) of one rollup written under ``shard``."""
-    if r.tag is not None:
-        shard = f"{shard}@{r.tag}"
+    shard = shard_key(shard, r.tag)
     agg = r.agg
     value = {
         "family": r.family,
         "labels": dict(zip(FAMILIES[r.family], r.labels, strict=True)),
         "resolution_s": r.resolution, "bucket": r.bucket, "shard": shard, "late": r.late,
         "counters": agg.counters,
-        "gauges": {name: {"last": g[1], "min": g[2], "max": g[3], "mean": g[4] / g[5],
-                          "samples": g[5]} for name, g in agg.gauges.items()},
+        "gauges": {name: {"last": g.last, "min": g.min, "max": g.max, "mean": g.mean,
+                          "samples": g.n} for name, g in agg.gauges.items()},
         "dists": {name: {"count": d.count, "sum": d.sum, "min": d.min, "max": d.max,
                          **{_NAMES[q]: d.quantile(q) for q in KNOWN_QUANTILES}}
                   for name, d in agg.dists.items()},

@@ -15,8 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from store.base import RollupStore, StoredRollup
+from store.base import RollupStore
 from streams.aggregate import Aggregate
+from streams.rollup import StoredRollup
 from streams.series import FAMILIES
 
 RESOLUTION = 60

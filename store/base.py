@@ -19,26 +19,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.events import Annotation
-from streams.aggregate import Aggregate
-from streams.engine import Rollup
+from streams.rollup import Rollup, SeriesRef, StoredRollup
 
 # Default retention per resolution, in seconds (R1.3, R11.5): 10 s for 2 days, 1 min for
 # 35 days, 1 h for 400 days.
 DEFAULT_RETENTION = {10: 2 * 86400, 60: 35 * 86400, 3600: 400 * 86400}
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesRef:
-    family: str
-    labels: tuple[str, ...]
-
-
-@dataclass(slots=True)
-class StoredRollup:
-    series: SeriesRef
-    resolution: int
-    bucket: int
-    agg: Aggregate
 
 
 @dataclass(slots=True)
@@ -108,6 +93,9 @@ def annotation_record(event: Annotation) -> AnnotationRecord:
 
 
 class RollupStore(Protocol):
+    # How long each resolution's rollups are kept, in seconds (older ranges: the archive).
+    retention: dict[int, int]
+
     def write(self, rollups: Sequence[Rollup], shard: str = "",
               checkpoint: tuple[str, Checkpoint] | None = None) -> None:
         """Store rollups (and, atomically with them, a named checkpoint)."""

@@ -42,7 +42,7 @@ from store.base import (
     StoredRollup,
 )
 from streams.aggregate import Aggregate
-from streams.engine import Rollup
+from streams.rollup import Rollup, shard_key
 
 PERIOD = {10: 86_400, 60: 7 * 86_400, 3600: 365 * 86_400}
 REJECT_TTL = 7 * 86_400
@@ -179,7 +179,7 @@ class CassandraStore:
         rows, series = [], []
         for r in rollups:
             labels = orjson.dumps(r.labels).decode()
-            key_shard = shard if r.tag is None else f"{shard}@{r.tag}"
+            key_shard = shard_key(shard, r.tag)
             if r.late and r.tag is None:
                 key_shard = f"{shard}@late-{uuid1()}"  # untagged deltas must not overwrite
             ttl = self.retention.get(r.resolution, max(self.retention.values()))

@@ -25,7 +25,7 @@ from store.base import (
     StoredRollup,
 )
 from streams.aggregate import Aggregate
-from streams.engine import Rollup
+from streams.rollup import Rollup, shard_key
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollups (
@@ -95,7 +95,7 @@ class SQLiteStore:
                     labels = orjson.dumps(r.labels).decode()
                     agg = r.agg
                     key = (r.family, labels, r.resolution, r.bucket,
-                           shard if r.tag is None else f"{shard}@{r.tag}")
+                           shard_key(shard, r.tag))
                     if r.late and r.tag is None:  # merge into what is stored (or about to be)
                         before = rows.get(key)
                         if before is None:

@@ -280,6 +280,37 @@ def select_exemplars(candidates: list[dict[str, Any]], k: int = EXEMPLARS) -> li
     return [unique[key] for key in sorted(unique, reverse=True)]
 
 
+class Gauge(list):
+    """A sampled level in one bucket: ``[last_time, last, min, max, sum, n]``. A list, so it
+    is stored and sent as one (the encoded format does not change); readers use the names."""
+
+    __slots__ = ()
+
+    @property
+    def last_time(self) -> float:
+        return self[0]
+
+    @property
+    def last(self) -> float:
+        return self[1]
+
+    @property
+    def min(self) -> float:
+        return self[2]
+
+    @property
+    def max(self) -> float:
+        return self[3]
+
+    @property
+    def n(self) -> float:
+        return self[5]
+
+    @property
+    def mean(self) -> float:
+        return self[4] / self[5]
+
+
 class Aggregate:
     """Counters, gauges, distributions and exemplars of one series in one bucket."""
 
@@ -287,8 +318,7 @@ class Aggregate:
 
     def __init__(self) -> None:
         self.counters: dict[str, float] = {}
-        # name -> [last_time, last, min, max, sum, n]
-        self.gauges: dict[str, list[float]] = {}
+        self.gauges: dict[str, Gauge] = {}
         self.dists: dict[str, Dist] = {}
         self.exemplars: list[dict[str, Any]] = []
 
@@ -301,7 +331,7 @@ class Aggregate:
     def add_gauge(self, name: str, t: float, value: float) -> None:
         g = self.gauges.get(name)
         if g is None:
-            self.gauges[name] = [t, value, value, value, value, 1]
+            self.gauges[name] = Gauge((t, value, value, value, value, 1))
             return
         if t >= g[0]:
             g[0], g[1] = t, value
@@ -324,7 +354,7 @@ class Aggregate:
         for name, og in other.gauges.items():
             g = self.gauges.get(name)
             if g is None:
-                self.gauges[name] = list(og)
+                self.gauges[name] = Gauge(og)
                 continue
             if og[0] >= g[0]:
                 g[0], g[1] = og[0], og[1]
@@ -351,7 +381,7 @@ class Aggregate:
     def copy(self) -> Aggregate:
         a = Aggregate()
         a.counters = dict(self.counters)
-        a.gauges = {name: list(g) for name, g in self.gauges.items()}
+        a.gauges = {name: Gauge(g) for name, g in self.gauges.items()}
         a.dists = {name: d.copy() for name, d in self.dists.items()}
         a.exemplars = list(self.exemplars)
         return a
@@ -376,7 +406,7 @@ class Aggregate:
         obj = orjson.loads(data[4:4 + size])
         a = cls()
         a.counters = obj["c"]
-        a.gauges = obj["g"]
+        a.gauges = {name: Gauge(g) for name, g in obj["g"].items()}
         a.exemplars = obj.get("x", [])
         pos = 4 + size
         for entry in obj["d"]:

@@ -34,7 +34,6 @@ import itertools
 import logging
 import math
 from collections import Counter
-from dataclasses import dataclass, field
 from operator import attrgetter
 
 import msgspec
@@ -48,31 +47,11 @@ from streams.dedupe import CallDeduper
 from streams.live import LiveState
 from streams.python_join import PythonJoin, joinable
 from streams.requests import Columns, RequestPane, SeriesIndex
+from streams.rollup import Labels, Rollup
 from streams.series import CardinalityLimiter, Limits, Pane
 
-SeriesKey = tuple[str, tuple[str, ...]]  # (family, labels)
+SeriesKey = tuple[str, Labels]  # (family, labels)
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Rollup:
-    """One closed (or, with ``late``, a delta for an already-closed) bucket of one series."""
-
-    family: str
-    labels: tuple[str, ...]
-    resolution: int
-    bucket: int  # epoch seconds of the bucket start
-    agg: Aggregate
-    late: bool = False
-    tag: str | None = None  # for late deltas: the input unit they came from (e.g. an offset)
-    _payload: bytes | None = field(default=None, repr=False, compare=False)
-
-    def payload(self) -> bytes:
-        """``agg.to_bytes()``, encoded once: the store and the rollups topic both send it, and
-        a closed bucket's aggregate no longer changes."""
-        if self._payload is None:
-            self._payload = self.agg.to_bytes()
-        return self._payload
 
 
 class Engine:

@@ -15,8 +15,8 @@ from confluent_kafka import Consumer, Producer
 
 from harness import kafka as kh
 from harness.data import T0, exact_quantile, requests
-from store.base import SeriesRef
 from streams.aggregate import Aggregate
+from streams.rollup import SeriesRef
 from streams.series import ALL
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]

@@ -7,10 +7,10 @@ import time
 import pytest
 
 from harness.data import T0
-from store.base import Checkpoint, RejectRecord, SeriesRef
+from store.base import Checkpoint, RejectRecord
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
-from streams.engine import Rollup
+from streams.rollup import Rollup, SeriesRef
 
 
 def agg(n: int, base: float = 100.0) -> Aggregate:

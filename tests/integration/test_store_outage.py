@@ -13,7 +13,7 @@ from harness.data import T0, requests
 from infra import local
 from runners.faust_worker import FaustWorker
 from snakepit_perf import config
-from store.base import SeriesRef
+from streams.rollup import SeriesRef
 from streams.series import ALL
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cassandra]

@@ -10,8 +10,9 @@ import pytest
 
 from harness.data import LATENCIES, T0, exact_quantile, requests
 from streams.aggregate import Aggregate, compress, inflate
-from streams.engine import SNAPSHOT_MAGIC, Engine, Rollup
+from streams.engine import SNAPSHOT_MAGIC, Engine
 from streams.requests import RequestPane
+from streams.rollup import Rollup
 from streams.series import ALL, Limits
 
 QUANTILES = {0.5: 0.01, 0.95: 0.01, 0.99: 0.01, 0.999: 0.02}

@@ -14,8 +14,9 @@ import pytest
 
 from schemas.decode import accept
 from sdk.worker import Monitor
-from streams.engine import Engine, Rollup
+from streams.engine import Engine
 from streams.python_join import PythonJoin
+from streams.rollup import Rollup
 from streams.series import ALL
 from tests import snakepit_envelopes as sp
 

@@ -181,7 +181,7 @@ def test_a_slower_python_environment_is_named_with_its_significance() -> None:
 
 
 def _copy(src: SQLiteStore, dst: SQLiteStore) -> None:
-    from streams.engine import Rollup
+    from streams.rollup import Rollup
 
     rows = src.read(src.series("request"), 10, 0, 2 ** 40)
     dst.write([Rollup(r.series.family, r.series.labels, 10, r.bucket, r.agg) for r in rows])
