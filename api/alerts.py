@@ -124,9 +124,9 @@ def expire_silence(silence_id: str, alerts: Runner, who: Operator) -> SilenceOut
 
 
 def _rules(alerts: AlertRunner) -> list[dict[str, Any]]:
-    engine = alerts.engine
+    defaults, overrides = alerts.rules()
     return [{**asdict(r), "source": source} for source, rules in
-            (("default", engine.rules), ("override", engine.overrides)) for r in rules]
+            (("default", defaults), ("override", overrides)) for r in rules]
 
 
 @router.get("/v1/alerts/rules", summary="The alert rules: defaults and overrides per pool")

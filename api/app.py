@@ -87,7 +87,7 @@ def create_app(services: Services, keys: list[ApiKey] | None = None) -> FastAPI:
                 headers={"Retry-After": "5"})
         return Health(status="ok", version=VERSION, mode=services.mode,
                       uptime_seconds=round(time.monotonic() - started, 3),
-                      warnings=services.engine.limiter.warnings()
-                      if services.engine is not None else [])
+                      warnings=services.figures().warnings
+                      if services.figures is not None else [])
 
     return app

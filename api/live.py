@@ -11,41 +11,48 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
-from api.problems import Problem
-from api.services import Services, get_services
+from api.services import live_state
+from streams.live import LiveState
 
 router = APIRouter(tags=["live"])
 ws_router = APIRouter(tags=["live"])  # checks its own key: HTTP dependencies do not apply
 
 
+async def updates(state: LiveState, interval: float, history: int
+                  ) -> AsyncIterator[list[dict] | None]:
+    """What SSE and the WebSocket send: first the last ``history`` seconds, then each change,
+    polled every ``interval``; ``None`` when nothing changed (a keep-alive)."""
+    seen, first = 0, True
+    while True:
+        if first or state.version > seen:
+            version = state.version
+            rows = state.rows(since=0 if first else seen, seconds=history if first else None)
+            seen, first = version, False
+            yield rows
+        else:
+            yield None
+        await asyncio.sleep(interval)
+
+
 @router.get("/v1/live", summary="Server-Sent Events: per-second requests, errors and latency "
                                 "percentiles per pool, as they arrive")
-async def live(request: Request, services: Annotated[Services, Depends(get_services)],
+async def live(request: Request, state: Annotated[LiveState, Depends(live_state)],
                interval: Annotated[float, Query(gt=0.05, le=1.0)] = 0.25,
                history: Annotated[int, Query(ge=0, le=300)] = 60,
                max_events: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
-    if services.engine is None or services.engine.live is None:
-        raise Problem(404, "No live state", "live views are served by the process that runs the "
-                                            "engine (snakepit-perf run)")
-    state = services.engine.live
 
     async def stream() -> AsyncIterator[bytes]:
-        seen = 0
         sent = 0
-        first = True
-        while not await request.is_disconnected():
-            if first or state.version > seen:
-                version = state.version
-                rows = state.rows(since=0 if first else seen,
-                                  seconds=history if first else None)
-                seen, first = version, False
-                yield b"event: seconds\ndata: " + orjson.dumps(rows) + b"\n\n"
-                sent += 1
-                if max_events is not None and sent >= max_events:
-                    return
-            else:
+        async for rows in updates(state, interval, history):
+            if await request.is_disconnected():
+                return
+            if rows is None:
                 yield b": keep-alive\n\n"
-            await asyncio.sleep(interval)
+                continue
+            yield b"event: seconds\ndata: " + orjson.dumps(rows) + b"\n\n"
+            sent += 1
+            if max_events is not None and sent >= max_events:
+                return
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -71,21 +78,14 @@ async def live_ws(websocket: WebSocket, interval: float = 0.25, history: int = 6
         if not key or auth.find(key) is None:
             await websocket.close(code=4401, reason="an API key is required")
             return
-    services: Services = app.state.services
-    if services.engine is None or services.engine.live is None:
+    state = app.state.services.live
+    if state is None:
         await websocket.close(code=4404, reason="no live state in this process")
         return
-    state = services.engine.live
-    interval = min(max(interval, 0.05), 1.0)
     await websocket.accept(subprotocol=PROTOCOL if PROTOCOL in offered else None)
-    seen, first = 0, True
     try:
-        while True:
-            if first or state.version > seen:
-                version = state.version
-                rows = state.rows(since=0 if first else seen, seconds=history if first else None)
-                seen, first = version, False
+        async for rows in updates(state, min(max(interval, 0.05), 1.0), history):
+            if rows is not None:
                 await websocket.send_bytes(orjson.dumps(rows))
-            await asyncio.sleep(interval)
     except WebSocketDisconnect:
         return

@@ -54,8 +54,10 @@ class ServiceCollector:
                                       value=services.counters.get(name, 0))
         if services.runner is not None:
             yield from self._runner()
-        if services.engine is not None:
+        if services.figures is not None:
             yield from self._engine()
+        if services.live is not None:
+            yield from self._live()
 
     def _runner(self) -> Iterator[Metric]:
         services, runner = self.services, self.services.runner
@@ -85,41 +87,37 @@ class ServiceCollector:
             yield CounterMetricFamily(f"snakepit_perf_{name}", help_text, value=value)
 
     def _engine(self) -> Iterator[Metric]:
-        engine = self.services.engine
+        f = self.services.figures()
         for key, (name, help_text) in _ENGINE.items():
             yield CounterMetricFamily(f"snakepit_perf_{name}", help_text,
-                                      value=engine.stats.get(key, 0))
-        limiter = engine.limiter
+                                      value=f.stats.get(key, 0))
         yield CounterMetricFamily("snakepit_perf_engine_label_overflow_total",
                                   "label values folded into __other__ by the cardinality limit",
-                                  value=limiter.overflowed)
+                                  value=f.label_overflow)
         active = GaugeMetricFamily(
             "snakepit_perf_series_active", "active series by family (the series limit is "
-            f"{limiter.limits.max_series_per_family} per family, {limiter.limits.max_series} "
-            "in all)", labels=["family"])
+            f"{f.max_series_per_family} per family, {f.max_series} in all)", labels=["family"])
         overflow = CounterMetricFamily(
             "snakepit_perf_series_overflow_total", "new series folded into __other__ because a "
             "series limit was reached, by family", labels=["family"])
-        for family, known in sorted(limiter.known.items()):
-            active.add_metric([family], len(known))
-            overflow.add_metric([family], limiter.series_overflowed.get(family, 0))
+        for family, n in sorted(f.active_series.items()):
+            active.add_metric([family], n)
+            overflow.add_metric([family], f.series_overflowed.get(family, 0))
         yield active
         yield overflow
         native = CounterMetricFamily(
             "snakepit_perf_native_events_total", "Snakepit events kept as native events, by "
             "event name (unknown names included)", labels=["event"])
-        for key, n in sorted(engine.stats.items()):
+        for key, n in sorted(f.stats.items()):
             if key.startswith("native:"):
                 native.add_metric([key[7:]], n)
         yield native
         yield CounterMetricFamily("snakepit_perf_duplicate_calls_total", "request copies "
                                   "dropped: one call reported as telemetry and as spans counts "
-                                  "once", value=engine.calls.dropped)
-        if engine.live is not None:
-            yield from self._live()
+                                  "once", value=f.duplicates_dropped)
 
     def _live(self) -> Iterator[Metric]:
-        live = self.services.engine.live
+        live = self.services.live
         totals = dict(sorted(live.totals.items()))
         requests = CounterMetricFamily("snakepit_requests_total",
                                        "Snakepit requests completed, by pool", labels=["pool"])

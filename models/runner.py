@@ -124,6 +124,10 @@ class AlertRunner:
                     return s
         return None
 
+    def rules(self) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        """The default rules and the overrides in force."""
+        return self.engine.rules, self.engine.overrides
+
     def set_rules(self, overrides: tuple[Rule, ...]) -> None:
         """Replace the rule overrides (kept in the checkpoint, so they outlive a restart)."""
         with self._lock:

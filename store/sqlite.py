@@ -89,29 +89,34 @@ class SQLiteStore:
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
-                rows: dict[tuple[str, str, int, int, str], Aggregate] = {}
+                # the bytes of each row: a rollup's own payload (encoded once, shared with the
+                # rollups topic), or a merged aggregate for an untagged late delta
+                rows: dict[tuple[str, str, int, int, str], Rollup | Aggregate] = {}
                 seen: dict[tuple[str, str], list[int]] = {}  # series -> [first, last] seen
                 for r in rollups:
                     labels = orjson.dumps(r.labels).decode()
-                    agg = r.agg
+                    row_of: Rollup | Aggregate = r
                     key = (r.family, labels, r.resolution, r.bucket,
                            shard_key(shard, r.tag))
                     if r.late and r.tag is None:  # merge into what is stored (or about to be)
                         before = rows.get(key)
+                        if isinstance(before, Rollup):
+                            before = before.agg
                         if before is None:
                             row = db.execute(
                                 "SELECT agg FROM rollups WHERE family=? AND labels=? AND "
                                 "resolution=? AND bucket=? AND shard=?", key).fetchone()
                             before = None if row is None else Aggregate.from_bytes(row[0])
                         if before is not None:
-                            agg = before.copy()
-                            agg.merge(r.agg)
-                    rows[key] = agg
+                            row_of = before.copy()
+                            row_of.merge(r.agg)
+                    rows[key] = row_of
                     span = seen.setdefault((r.family, labels), [r.bucket, r.bucket + r.resolution])
                     span[0] = min(span[0], r.bucket)
                     span[1] = max(span[1], r.bucket + r.resolution)
                 db.executemany("INSERT OR REPLACE INTO rollups VALUES (?, ?, ?, ?, ?, ?)",
-                               [(*key, agg.to_bytes()) for key, agg in rows.items()])
+                               [(*key, row.payload() if isinstance(row, Rollup)
+                                 else row.to_bytes()) for key, row in rows.items()])
                 db.executemany(
                     "INSERT INTO series VALUES (?, ?, ?, ?) ON CONFLICT (family, labels) DO "
                     "UPDATE SET first_seen=min(first_seen, excluded.first_seen), "

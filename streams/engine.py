@@ -34,6 +34,7 @@ import itertools
 import logging
 import math
 from collections import Counter
+from dataclasses import dataclass
 from operator import attrgetter
 
 import msgspec
@@ -52,6 +53,20 @@ from streams.series import CardinalityLimiter, Limits, Pane
 
 SeriesKey = tuple[str, Labels]  # (family, labels)
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFigures:
+    """The engine's counters and series-limit figures at one moment (see ``Engine.figures``)."""
+
+    stats: dict[str, int]  # events, late_events, native:<name>, ...
+    active_series: dict[str, int]  # by family
+    series_overflowed: dict[str, int]  # new series folded into __other__, by family
+    label_overflow: int  # label values folded into __other__
+    duplicates_dropped: int  # request copies of one call dropped
+    max_series: int
+    max_series_per_family: int
+    warnings: list[str]
 
 
 class Engine:
@@ -382,6 +397,19 @@ class Engine:
         return deltas
 
     # -- checkpoints ----------------------------------------------------------------------
+
+    def figures(self) -> EngineFigures:
+        """A copy of what the API may show of the engine (``/metrics``, ``/health``), taken
+        now: the routes read this, never the engine itself."""
+        limiter = self.limiter
+        known = list(limiter.known.items())  # a C-level copy: the engine thread may add to it
+        return EngineFigures(
+            stats=dict(self.stats), active_series={f: len(k) for f, k in known},
+            series_overflowed=dict(limiter.series_overflowed),
+            label_overflow=limiter.overflowed, duplicates_dropped=self.calls.dropped,
+            max_series=limiter.limits.max_series,
+            max_series_per_family=limiter.limits.max_series_per_family,
+            warnings=limiter.warnings())
 
     def snapshot(self) -> bytes:
         """All open state, so a restarted worker resumes exactly where this one stood.
