@@ -12,10 +12,10 @@ from pydantic import BaseModel, Field, model_validator
 
 from api.auth import Caller, caller
 from api.problems import Problem
-from api.query import QueryError, parse_duration, parse_time
 from api.services import Services, get_services
 from models.alerts import rule_from_dict
 from models.runner import AlertRunner
+from query.engine import QueryError, parse_duration, parse_time
 
 router = APIRouter(tags=["alerts"])  # reads: viewer
 actions = APIRouter(tags=["alerts"])  # acknowledge, silence: operator

@@ -10,8 +10,8 @@ from pydantic import BaseModel
 
 from api import deploys
 from api.problems import Problem
-from api.query import QueryError, parse_time
 from api.services import Services, get_services
+from query.engine import QueryError, parse_time
 from schemas.events import Annotation, finish
 from store.base import annotation_record
 

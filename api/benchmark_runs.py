@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from api.query import Filter, matches, parse_filters
 from models import benchmark_stats as st
+from query.engine import Filter, matches, parse_filters
 from store.base import DEFAULT_RETENTION, RollupStore
 from streams.aggregate import Dist
 from streams.rollup import SeriesRef

@@ -21,9 +21,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from api import benchmark_runs as br
 from api.problems import Problem
-from api.query import QueryError, parse_filters, parse_time
 from api.services import Services, get_services
 from models import benchmark_stats as st
+from query.engine import QueryError, parse_filters, parse_time
 from store.base import BenchmarkRecord
 
 read_router = APIRouter(tags=["benchmarks"])

@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 
 from api.problems import Problem
-from api.query import parse_time
 from api.routes_query import run_query
 from api.services import Services, get_services
+from query.engine import parse_time
 
 router = APIRouter(tags=["export"])
 

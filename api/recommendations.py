@@ -35,11 +35,11 @@ from pydantic import BaseModel
 from api import benchmarks as bm
 from api.periodic import Periodic
 from api.problems import Problem
-from api.query import QueryError, parse_time
 from api.services import Services, get_services
 from models import recommend
 from models import recommend_learning as learning
 from models.recommend_evidence import group_means, pool_evidence, session_evidence
+from query.engine import QueryError, parse_time
 from store.base import AnnotationRecord
 
 log = logging.getLogger(__name__)

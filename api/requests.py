@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from api.problems import Problem
-from api.query import RESOLUTIONS, QueryError, matches, parse_filters, parse_time
 from api.services import Services, get_services
+from query.engine import RESOLUTIONS, QueryError, matches, parse_filters, parse_time
 from streams.series import FAMILIES
 
 router = APIRouter(tags=["query"])

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
-from api import query as engine
-from api.catalog import METRICS
 from api.problems import Problem
 from api.services import Services, get_services
+from query import engine
+from query.catalog import METRICS
 from streams.series import ALL, FAMILIES
 
 router = APIRouter(tags=["query"])

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from api import query as q
 from bench.common import report, servers
 from harness.data import T0
+from query import engine as q
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
 from streams.rollup import Rollup, SeriesRef

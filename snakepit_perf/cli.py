@@ -271,7 +271,7 @@ def _cmd_annotate(args: argparse.Namespace, settings: config.Settings) -> int:
 
     import httpx
 
-    from api.query import QueryError, parse_time
+    from query.engine import QueryError, parse_time
 
     if args.kind == "deploy" and not args.version:
         print("snakepit-perf: annotate deploy needs --version", file=sys.stderr)

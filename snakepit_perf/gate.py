@@ -338,7 +338,7 @@ def _ranges(client: httpx.Client, start: str | None, end: str | None,
 
 def _time(text: str) -> float:
     """As ``/v1/query`` takes it: epoch seconds or RFC 3339."""
-    from api.query import QueryError, parse_time
+    from query.engine import QueryError, parse_time
 
     try:
         return float(parse_time(text, "from"))

@@ -82,7 +82,7 @@ def test_export_archive_command(tmp_path: Path):
 
 
 def test_queries_past_the_retention_read_the_archive(tmp_path: Path):
-    from api import query as q
+    from query import engine as q
     from store.archive import ArchiveReader
 
     store = filled_store(tmp_path / "s.sqlite3")

@@ -10,18 +10,19 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT = {"schemas", "streams", "store", "runners", "models", "sdk", "simulator", "api", "infra",
-           "snakepit_perf"}
+PRODUCT = {"schemas", "streams", "store", "runners", "query", "models", "sdk", "simulator", "api",
+           "infra", "snakepit_perf"}
 ALLOWED: dict[str, set[str]] = {
     "schemas": set(),
     "streams": {"schemas"},
     "store": {"schemas", "streams"},
     "runners": {"schemas", "streams", "store"},
+    "query": {"schemas", "streams", "store"},
     "models": {"schemas", "streams", "store"},
     "sdk": {"schemas"},
     "simulator": {"schemas", "sdk"},
     "infra": set(),
-    "api": {"schemas", "streams", "store", "runners", "models"},
+    "api": {"schemas", "streams", "store", "runners", "query", "models"},
     "snakepit_perf": PRODUCT - {"snakepit_perf"},
     "harness": PRODUCT,
     "bench": PRODUCT | {"harness"},

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from api.catalog import METRICS, Metric
+from query.catalog import METRICS, Metric
 from store.archive import RESOLUTION as ARCHIVE_RESOLUTION
 from store.archive import ArchiveReader
 from store.base import DEFAULT_RETENTION, RollupStore
