@@ -39,7 +39,6 @@ from operator import attrgetter
 
 import msgspec
 import numpy as np
-import orjson
 
 from schemas.events import Annotation, Event, Native, Python, Request
 from streams import series as extract_series
@@ -414,14 +413,9 @@ class Engine:
     def snapshot(self) -> bytes:
         """All open state, so a restarted worker resumes exactly where this one stood.
 
-        A JSON header, then the binary parts it points to (column arrays, digests) back to back,
-        all compressed (zstd level 1): no base64, and ~3x smaller than the open panes' memory."""
-        blobs: list[bytes] = []
-
-        def blob(data: bytes) -> int:
-            blobs.append(data)
-            return len(blobs) - 1
-
+        One msgpack document (column arrays and digests as its binary values), compressed
+        (zstd level 1): ~3x smaller than the open panes' memory."""
+        blob = bytes  # the binary parts go in as they are
         def panes(items):  # ((bucket, series, Pane), ...)
             return [[bucket, fam, list(labels), blob(p.agg.to_bytes()),
                      {n: blob(p.raw_values(n).tobytes()) for n in sorted(p.names())}]
@@ -444,7 +438,7 @@ class Engine:
                    for level, by_bucket in enumerate(self.buckets)
                    for bucket, series in by_bucket.items()
                    for (fam, labels), agg in series.items()]
-        header = orjson.dumps({
+        state = {
             "resolutions": self.resolutions, "lateness": self.lateness,
             "closed_until": None if self.closed_until == -math.inf else self.closed_until,
             "source_time": self.source_time,
@@ -459,9 +453,8 @@ class Engine:
             "join": [join_counters, {name: blob(a) for name, a in join_arrays.items()}],
             "late": [[fam, list(labels), res, bucket, blob(agg.to_bytes())]
                      for (fam, labels, res, bucket), agg in self.late_held.items()],
-            "blobs": [len(b) for b in blobs],
-        })
-        return SNAPSHOT_MAGIC + compress(b"".join([len(header).to_bytes(4, "big"), header, *blobs]))
+        }
+        return SNAPSHOT_MAGIC + compress(msgspec.msgpack.encode(state))
 
     @classmethod
     def resume(cls, data: bytes | None, lateness: float = 5.0, limits: Limits | None = None
@@ -478,65 +471,54 @@ class Engine:
 
     @classmethod
     def restore(cls, data: bytes, limits: Limits | None = None) -> Engine:
-        if not data.startswith((SNAPSHOT_MAGIC, _SNAPSHOT_MAGIC_3)):
+        if not data.startswith(SNAPSHOT_MAGIC):
             raise ValueError("not an engine checkpoint of this version")
-        data = inflate(data[len(SNAPSHOT_MAGIC):])
-        pos = 4
-        size = int.from_bytes(data[:4], "big")
-        obj = orjson.loads(data[pos:pos + size])
-        blobs, pos = [], pos + size
-        for length in obj["blobs"]:
-            blobs.append(data[pos:pos + length])
-            pos += length
+        obj = msgspec.msgpack.decode(inflate(data[len(SNAPSHOT_MAGIC):]))
         eng = cls(tuple(obj["resolutions"]), obj["lateness"], limits)
         eng.closed_until = -math.inf if obj["closed_until"] is None else obj["closed_until"]
         eng.source_time = obj["source_time"]
         eng.stats.update(obj["stats"])
         eng.limiter.load(obj["limiter"])
         eng.index.load(obj["combos"])
-        if "call_keys" in obj:  # older checkpoints held none, or hashed ids another way
-            eng.calls.load(blobs[obj["call_keys"]])
-        if "join" in obj:  # older checkpoints joined no Python time
-            counters, arrays = obj["join"]
-            eng.join.load(counters, {name: blobs[i] for name, i in arrays.items()})
-        eng.late_group = obj.get("late_group")
-        for fam, labels, res, bucket, agg in obj.get("late", ()):
-            eng.late_held[(fam, tuple(labels), res, bucket)] = Aggregate.from_bytes(blobs[agg])
+        eng.calls.load(obj["call_keys"])
+        counters, arrays = obj["join"]
+        eng.join.load(counters, arrays)
+        eng.late_group = obj["late_group"]
+        for fam, labels, res, bucket, agg in obj["late"]:
+            eng.late_held[(fam, tuple(labels), res, bucket)] = Aggregate.from_bytes(agg)
         eng.late_changed = set(eng.late_held)  # what the checkpoint held may not be written yet
         def panes(entries):  # -> (bucket, series, Pane)
             for bucket, fam, labels, agg, values in entries:
                 p = Pane()
-                p.agg = Aggregate.from_bytes(blobs[agg])
+                p.agg = Aggregate.from_bytes(agg)
                 for name, raw in values.items():
-                    p.compacted[name] = [np.frombuffer(blobs[raw], dtype=np.float64)]
+                    p.compacted[name] = [np.frombuffer(raw, dtype=np.float64)]
                 yield bucket, (fam, tuple(labels)), p
 
         def requests(entries) -> dict[int, RequestPane]:
             out = {}
-            for entry in entries:
-                bucket, columns, candidates, combos = entry[:4]
-                compacted = entry[4] if len(entry) > 4 else []  # version 3 had none
+            for bucket, columns, candidates, combos, compacted, joined in entries:
                 rp = RequestPane()
-                rp.chunks = [Columns(*(np.frombuffer(blobs[i], dtype=t)
-                                       for i, t in zip(columns, Columns.DTYPES, strict=True)))]
+                rp.chunks = [Columns(*(np.frombuffer(raw, dtype=t)
+                                       for raw, t in zip(columns, Columns.DTYPES, strict=True)))]
                 rp.rows = len(rp.chunks[0].combo)
-                rp.candidates = _requests_decoder.decode(blobs[candidates])
-                rp.candidate_combos = np.frombuffer(blobs[combos], dtype=np.int32)
-                rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(blobs[agg])
+                rp.candidates = _requests_decoder.decode(candidates)
+                rp.candidate_combos = np.frombuffer(combos, dtype=np.int32)
+                rp.compacted = {(fam, tuple(labels)): Aggregate.from_bytes(agg)
                                 for fam, labels, agg in compacted}
-                rp.joined = [tuple(row) for row in entry[5]] if len(entry) > 5 else []
+                rp.joined = [tuple(row) for row in joined]
                 out[bucket] = rp
             return out
 
         for bucket, series, p in panes(obj["panes"]):
             eng.panes.setdefault(bucket, {})[series] = p
-        for bucket, series, p in panes(obj.get("late_panes", ())):
+        for bucket, series, p in panes(obj["late_panes"]):
             eng.late_raw_others[(series, bucket)] = p
         for level, bucket, fam, labels, agg in obj["buckets"]:
             eng.buckets[level].setdefault(bucket, {})[(fam, tuple(labels))] = \
-                Aggregate.from_bytes(blobs[agg])
+                Aggregate.from_bytes(agg)
         eng.request_panes = requests(obj["requests"])
-        eng.late_raw = requests(obj.get("late_requests", ()))
+        eng.late_raw = requests(obj["late_requests"])
         return eng
 
 
@@ -550,11 +532,10 @@ def _merge_copy(into: dict, key: object, agg: Aggregate) -> None:
 
 
 _SOURCED = attrgetter("source")  # requests with a source may be copies of one call
-SNAPSHOT_MAGIC = b"SPENG4"
+SNAPSHOT_MAGIC = b"SPENG5"  # 5: msgpack (4 and before: a JSON header and blobs, not read)
 LATE_GROUP = 1000  # offsets whose late deltas are coalesced into one row per series and bucket
 # A paced commit rewrites the open group's late deltas at most this often (wall-clock seconds):
 # late data is visible within it, and a shuffled stream is not rewritten at every commit.
 LATE_EVERY_S = 5.0
-_SNAPSHOT_MAGIC_3 = b"SPENG3"  # the same, before panes kept compacted blocks: still read
 _requests_encoder = msgspec.json.Encoder()
 _requests_decoder = msgspec.json.Decoder(list[Request])
