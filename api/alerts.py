@@ -45,7 +45,71 @@ Operator = Annotated[Caller, Depends(caller("operator"))]
 Admin = Annotated[Caller, Depends(caller("admin"))]
 
 
-@router.get("/v1/alerts", summary="Alerts: firing now, resolved, or all notifications")
+class RelatedSignal(BaseModel):
+    observed: float
+    expected: float | None
+    robust_z: float
+
+
+class AlertContext(BaseModel):
+    observed: float | None
+    expected: float | None
+    window_s: int
+    related: dict[str, RelatedSignal]  # other signals of the pool off their baseline too
+    after_deploy: str | None  # a deploy to the pool within the hour before it fired
+
+
+class AlertImpact(BaseModel):
+    affected_requests: int
+    duration_s: int
+
+
+class Acknowledgement(BaseModel):
+    by: str
+    at: float
+    comment: str
+
+
+class Alert(BaseModel):
+    status: str  # firing | resolved
+    alertname: str
+    fingerprint: str
+    group: str
+    incident_id: str | None
+    severity: str
+    labels: dict[str, str]
+    starts_at: float | None
+    at: float  # the end of the minute this notification judged
+    summary: str
+    context: AlertContext
+    impact: AlertImpact
+    flapping: bool
+    remediation: str
+    recovery: str | None = None  # resolved: back to what, after how long
+    silenced: bool
+    acknowledged: Acknowledgement | None
+
+
+class AlertRule(BaseModel):
+    signal: str
+    summary: str
+    remediation: str
+    pool: str
+    below: bool
+    probability: float
+    z: float
+    min_ratio: float
+    min_abs: float
+    for_minutes: int
+    resolve_minutes: int
+    severity: str
+    static_above: float | None
+    min_evidence: tuple[str, float] | None
+    source: str  # default | override
+
+
+@router.get("/v1/alerts", response_model=list[Alert],
+            summary="Alerts: firing now, resolved, or all notifications")
 def list_alerts(alerts: Reader,
                 state: Annotated[str, Query(pattern="^(firing|resolved|all)$")] = "firing",
                 ) -> list[dict[str, Any]]:
@@ -56,7 +120,8 @@ class Ack(BaseModel):
     comment: str = Field("", max_length=1000)
 
 
-@actions.post("/v1/alerts/{fingerprint}/ack", summary="Acknowledge a firing alert (who takes it)")
+@actions.post("/v1/alerts/{fingerprint}/ack", response_model=Alert,
+              summary="Acknowledge a firing alert (who takes it)")
 def acknowledge(fingerprint: str, body: Ack, alerts: Runner, who: Operator) -> dict[str, Any]:
     note = alerts.acknowledge(fingerprint, who.name, body.comment)
     if note is None:
@@ -129,12 +194,14 @@ def _rules(alerts: AlertRunner) -> list[dict[str, Any]]:
             (("default", defaults), ("override", overrides)) for r in rules]
 
 
-@router.get("/v1/alerts/rules", summary="The alert rules: defaults and overrides per pool")
+@router.get("/v1/alerts/rules", response_model=list[AlertRule],
+            summary="The alert rules: defaults and overrides per pool")
 def list_rules(alerts: Reader) -> list[dict[str, Any]]:
     return _rules(alerts)
 
 
-@actions.put("/v1/alerts/rules", summary="Replace the rule overrides (admin)",
+@actions.put("/v1/alerts/rules", response_model=list[AlertRule],
+             summary="Replace the rule overrides (admin)",
              description="A list of rules, each at least a `signal`; `pool` ('' every pool, a "
                          "name, or a prefix*) picks where it applies, the most specific rule "
                          "winning; fields left out come from the default rule of the signal "
