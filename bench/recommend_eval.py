@@ -29,10 +29,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from api.recommendations import RecommendConfig, Recommender
+from api.recommendations import Recommender
 from api.services import Services
 from harness.data import T0
 from models import recommend
+from models.recommend import RecommendSettings
 from models.recommend_evidence import PoolEvidence, pool_evidence
 from models.recommend_learning import relative_error as rel_error
 from simulator.model import Command, PoolSpec, Simulation, daily_shape, default_pools
@@ -142,7 +143,7 @@ class _NoSink:
 
 
 def recommender(store: SQLiteStore, clock: list[float]) -> Recommender:
-    config = RecommendConfig(before_s=300, settle_s=60, after_s=1200, lateness_s=0,
+    config = RecommendSettings(before_s=300, settle_s=60, after_s=1200, lateness_s=0,
                              shrink_history_hours=0)
     return Recommender(Services(store=store, sink=_NoSink()), config, clock=lambda: clock[0])
 
@@ -231,7 +232,7 @@ def learning(steps: int = 10) -> tuple[float, float]:
 def day(hours: int = 30, rate: float = 60.0) -> int:
     """A right-sized deployment over ``hours``: recommendations made over any hour."""
     store, clock = SQLiteStore(":memory:"), [0.0]
-    r = Recommender(Services(store=store, sink=_NoSink()), RecommendConfig(),
+    r = Recommender(Services(store=store, sink=_NoSink()), RecommendSettings(),
                     clock=lambda: clock[0])
     start = T0 - 8 * 3600  # 00:00 UTC
     specs = default_pools(rate)

@@ -8,16 +8,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.recommendations import RecommendConfig, Recommender, targets
+from api.recommendations import Recommender, targets
 from api.services import Services
 from harness.data import MIX, T0, mean_ms
+from models.recommend import RecommendSettings
 from runners.embedded import EmbeddedRunner
 from simulator.model import PoolSpec, Simulation, daily_shape
 from store.sqlite import SQLiteStore
 
 PEAK = T0 + 8 * 3600
 BEFORE, AFTER = 360.0, 420.0
-CONFIG = RecommendConfig(before_s=300, settle_s=60, after_s=300, lateness_s=0, lookback_hours=1,
+CONFIG = RecommendSettings(before_s=300, settle_s=60, after_s=300, lateness_s=0, lookback_hours=1,
                          peak_minutes=5, shrink_history_hours=0)
 
 
