@@ -37,7 +37,7 @@ def run(seconds: int, incidents: list[Incident], seed: int,
         for r in rollups:
             if r.resolution == 60 and not r.late:
                 pending[r.bucket].append(r)
-        for minute in sorted(m for m in pending if m + 60 <= eng.closed_until):
+        for minute in sorted(m for m in pending if m + 60 <= eng.clock.closed_until):
             t = time.process_time()
             signals = minute_signals(pending.pop(minute))
             by_pool = {pool: s for (_, pool), s in signals.items()}

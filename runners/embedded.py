@@ -201,7 +201,7 @@ class EmbeddedRunner:
             cp = self.store.load_checkpoint(CHECKPOINT)
             live = self.engine.live
             self.engine = Engine.resume(cp.state if cp is not None else None,
-                                        self.engine.lateness, self.engine.limiter.limits)
+                                        self.engine.clock.lateness, self.engine.limiter.limits)
             self.engine.live = live
             self.covered_seq = cp.offsets.get("wal", 0) if cp is not None else 0
             self._pending = []
@@ -217,9 +217,9 @@ class EmbeddedRunner:
             # idle: no batch waiting (one blocked behind a long flush is not idleness, and
             # moving the watermark to the wall clock then would make the stream late)
             if not self.queued_events and time.monotonic() - self._last_event >= self.idle_grace:
-                newest = max(self.engine.source_time.values(), default=None)
+                newest = max(self.engine.clock.source_time.values(), default=None)
                 if newest is not None:
-                    wall = (now or time.time()) - self.engine.lateness - self.idle_grace
+                    wall = (now or time.time()) - self.engine.clock.lateness - self.idle_grace
                     self._pending.extend(self.engine.advance(max(newest, wall)))
             # the late deltas of the current batch group so far (see streams.engine): held
             # copies, rewritten with more by every flush until the group is complete

@@ -49,6 +49,7 @@ from streams.python_join import PythonJoin, joinable
 from streams.requests import Columns, RequestPane, SeriesIndex
 from streams.rollup import Labels, Rollup
 from streams.series import CardinalityLimiter, Limits, Pane
+from streams.watermark import Watermark
 
 SeriesKey = tuple[str, Labels]  # (family, labels)
 log = logging.getLogger(__name__)
@@ -76,15 +77,13 @@ class Engine:
         if any(b % a for a, b in zip(resolutions, resolutions[1:], strict=False)):
             raise ValueError("each resolution must be a multiple of the previous one")
         self.resolutions = resolutions
-        self.lateness = lateness
+        self.clock = Watermark(lateness)
         self.limiter = CardinalityLimiter(limits)
         self.panes: dict[int, dict[SeriesKey, Pane]] = {}  # rarer event types, by bucket
         self.request_panes: dict[int, RequestPane] = {}  # requests, as columns, by bucket
         self.index = SeriesIndex(self.limiter)
         # Open buckets of the longer resolutions, by level (level 0 lives in ``panes``).
         self.buckets: list[dict[int, dict[SeriesKey, Aggregate]]] = [{} for _ in resolutions]
-        self.source_time: dict[str, float] = {}
-        self.closed_until = -math.inf
         self.stats: Counter[str] = Counter()
         self.annotations: list[Annotation] = []
         self.calls = CallDeduper()  # a call sent as telemetry and as spans counts once
@@ -113,10 +112,7 @@ class Engine:
         """
         if not events:
             return self.advance(self.watermark())
-        res0 = self.resolutions[0]
-        # after a flush (closed_until = inf) everything is late: merged into what is stored
-        late_before = math.floor(self.closed_until / res0) * res0 \
-            if math.isfinite(self.closed_until) else self.closed_until
+        late_before = self.clock.late_before(self.resolutions[0])
         if set(map(type, events)) == {Request}:  # the common case, checked in C
             reqs, others = events, []
         else:
@@ -149,10 +145,7 @@ class Engine:
             self._others(others, late_before, late)
         if python_calls:
             self._join_python(python_calls, late_before, late_requests)
-        if now is not None:
-            newest = min(newest, now)
-        if newest > self.source_time.get(source, -math.inf):
-            self.source_time[source] = newest
+        self.clock.observe(source, newest, now)
         self.stats["late_events"] += late_events
         self.stats["events"] += len(events)
 
@@ -290,19 +283,16 @@ class Engine:
         self.late_changed = set(self.late_held)
 
     def watermark(self) -> float:
-        if not self.source_time:
-            return -math.inf
-        return min(self.source_time.values()) - self.lateness
+        return self.clock.value()
 
     def forget_source(self, source: str) -> None:
-        """A partition moved to another worker: it must no longer hold the watermark back."""
-        self.source_time.pop(source, None)
+        self.clock.forget(source)
 
     # -- closing --------------------------------------------------------------------------
 
     def advance(self, watermark: float) -> list[Rollup]:
         """Close every bucket that ends at or before ``watermark``."""
-        if watermark <= self.closed_until:
+        if watermark <= self.clock.closed_until:
             return []
         out: list[Rollup] = []
         res0 = self.resolutions[0]
@@ -324,7 +314,7 @@ class Engine:
                 for series, agg in closing.items():
                     self._merge_up(level + 1, series, bucket, agg)
                     out.append(Rollup(series[0], series[1], res, bucket, agg.deflate()))
-        self.closed_until = watermark
+        self.clock.closed_until = watermark
         if last_hour is not None and watermark < math.inf:
             self._retain_active(last_hour)
         return out
@@ -386,7 +376,7 @@ class Engine:
             up: dict[tuple[SeriesKey, int], Aggregate] = {}
             for (series, bucket), agg in below.items():
                 start = bucket // res * res
-                if into_open and start + res > self.closed_until:
+                if into_open and start + res > self.clock.closed_until:
                     _merge_copy(self.buckets[level].setdefault(start, {}), series, agg)
                 else:
                     _merge_copy(up, (series, start), agg)
@@ -439,9 +429,7 @@ class Engine:
                    for bucket, series in by_bucket.items()
                    for (fam, labels), agg in series.items()]
         state = {
-            "resolutions": self.resolutions, "lateness": self.lateness,
-            "closed_until": None if self.closed_until == -math.inf else self.closed_until,
-            "source_time": self.source_time,
+            "resolutions": self.resolutions, "clock": self.clock.snapshot(),
             "panes": panes((b, s, p) for b, by_series in self.panes.items()
                            for s, p in by_series.items()),
             "buckets": buckets, "requests": requests(self.request_panes),
@@ -474,9 +462,8 @@ class Engine:
         if not data.startswith(SNAPSHOT_MAGIC):
             raise ValueError("not an engine checkpoint of this version")
         obj = msgspec.msgpack.decode(inflate(data[len(SNAPSHOT_MAGIC):]))
-        eng = cls(tuple(obj["resolutions"]), obj["lateness"], limits)
-        eng.closed_until = -math.inf if obj["closed_until"] is None else obj["closed_until"]
-        eng.source_time = obj["source_time"]
+        eng = cls(tuple(obj["resolutions"]), limits=limits)
+        eng.clock = Watermark.restore(obj["clock"])
         eng.stats.update(obj["stats"])
         eng.limiter.load(obj["limiter"])
         eng.index.load(obj["combos"])

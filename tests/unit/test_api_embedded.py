@@ -283,7 +283,7 @@ def test_a_sender_held_back_by_429s_is_not_an_idle_stream(tmp_path):
     assert runner.engine.stats["late_events"] == 0
     time.sleep(0.3)
     runner.flush()  # now it is idle: the last windows close by the wall clock
-    assert runner.engine.closed_until > events[-1].time
+    assert runner.engine.clock.closed_until > events[-1].time
     store.close()
 
 

@@ -319,7 +319,7 @@ def test_worker_series_keep_the_slowest_requests_and_a_sample_as_exemplars():
 ])
 def test_a_checkpoint_of_an_older_version_starts_empty_windows_with_a_warning(caplog, old):
     eng = Engine.resume(old, lateness=2.0)
-    assert eng.lateness == 2.0 and not eng.request_panes
+    assert eng.clock.lateness == 2.0 and not eng.request_panes
     assert "checkpoint not restored" in caplog.text
     events = requests(1_000, 10)
     eng.process(events[:500])
