@@ -186,6 +186,38 @@ def test_filters_negation_prefix_and_utilisation(stack):
         assert s["points"][0][1] == pytest.approx(expected)
 
 
+def test_a_filtered_grouped_query_reads_only_the_series_it_needs(stack, monkeypatch):
+    client, runner = stack
+    events = requests(6_000, 600, pools=("pool-a", "pool-b", "batch-1"))
+    for i in range(0, len(events), 1000):
+        assert post(client, events[i:i + 1000]).status_code == 202
+    runner.close_all()
+    store, returned = runner.store, []
+    read = store.read
+
+    def counting_read(*args, **kwargs):
+        rows = read(*args, **kwargs)
+        returned.extend(rows)
+        return rows
+
+    monkeypatch.setattr(store, "read", counting_read)
+    params = {"metric": "requests_total", "stat": "count", "from": T0, "to": T0 + 600,
+              "step": "1m"}
+    r = client.get("/v1/query", params={**params, "where": ["pool:pool-a", "command:predict"],
+                                        "group_by": "command"}).json()
+    assert r["series"][0]["labels"] == {"command": "predict"}
+    assert sum(p[1] for p in r["series"][0]["points"]) == \
+        sum(e.pool == "pool-a" and e.command == "predict" for e in events)
+    # one detailed series (pool-a, predict) x 10 one-minute buckets, of the 6 detailed and 4
+    # rolled-up request series stored
+    assert len(returned) == 10
+    assert {(row.series.labels[0], row.series.labels[3]) for row in returned} == \
+        {("pool-a", "predict")}
+    returned.clear()
+    client.get("/v1/query", params={**params, "where": "pool:pool-a", "group_by": "command"})
+    assert len(returned) == 20 and {row.series.labels[0] for row in returned} == {"pool-a"}
+
+
 def test_requests_drill_down_lists_the_slowest_real_requests(stack):
     client, runner = stack
     events = requests(3_000, 300)
