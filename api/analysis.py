@@ -61,7 +61,7 @@ class Correlation(BaseModel):
 def _points(services: Services, metric: str, stat: str, start: str, end: str,
             step: str | None, where: list[str]) -> dict[int, float]:
     result = run_query(services, metric, stat, start, end, step, None, where)
-    return {t: v for s in result["series"] for t, v in s["points"]}
+    return {t: v for s in result.series for t, v in s.points}
 
 
 def _finite(x: float) -> float | None:

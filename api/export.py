@@ -18,7 +18,7 @@ from fastapi.responses import Response, StreamingResponse
 from api.problems import Problem
 from api.routes_query import run_query
 from api.services import Services, get_services
-from query.engine import parse_time
+from query.engine import Answer, parse_time
 
 router = APIRouter(tags=["export"])
 
@@ -26,14 +26,14 @@ MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8",
          "parquet": "application/vnd.apache.parquet"}
 
 
-def rows_of(result: dict[str, Any], annotations: list | None) -> list[dict[str, Any]]:
-    step = result["step"]
+def rows_of(result: Answer, annotations: list | None) -> list[dict[str, Any]]:
+    step = result.step
     out = []
-    for series in result["series"]:
-        for t, value in series["points"]:
+    for series in result.series:
+        for t, value in series.points:
             row = {"time": datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z"),
-                   "epoch_s": t, "metric": result["metric"], "stat": result["stat"],
-                   "unit": result["unit"], **series["labels"], "value": value}
+                   "epoch_s": t, "metric": result.metric, "stat": result.stat,
+                   "unit": result.unit, **series.labels, "value": value}
             if annotations is not None:
                 end = t + (step or 0)
                 row["annotations"] = "; ".join(
@@ -68,7 +68,7 @@ def export(
         raise Problem(413, "Export too large",
                       f"the export has {len(rows)} rows, more than limit={limit}; narrow the "
                       f"range, raise the step, or raise the limit", param="limit", rows=len(rows))
-    name = f"{result['metric']}-{result['stat']}"
+    name = f"{result.metric}-{result.stat}"
     headers = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
     if format == "parquet":
         buf = io.BytesIO()

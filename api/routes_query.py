@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api.problems import Problem
 from api.services import Services, get_services
@@ -17,11 +17,13 @@ router = APIRouter(tags=["query"])
 
 
 class Series(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     labels: dict[str, str]
     points: list[tuple[int, float]]
 
 
 class QueryResult(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # read from query.engine.Answer
     metric: str
     stat: str
     unit: str
@@ -45,7 +47,7 @@ class MetricInfo(BaseModel):
 
 def run_query(services: Services, metric: str, stat: str, start: str, end: str,
               step: str | None, group_by: str | None, where: list[str],
-              window: str | None = None) -> dict[str, Any]:
+              window: str | None = None) -> engine.Answer:
     try:
         q = engine.build(metric, stat, start, end, step, group_by, where, window)
     except engine.QueryError as exc:
@@ -69,7 +71,7 @@ def query(
     = None,
     window: Annotated[str | None, Query(description="sliding window for rate: 1m, 5m, 15m")]
     = None,
-) -> dict[str, Any]:
+) -> engine.Answer:
     return run_query(services, metric, stat, start, end, step, group_by, where or [], window)
 
 

@@ -28,6 +28,26 @@ MAX_POINTS = 11_000
 _CORE_GAUGE = re.compile(r"^cpu_core_(\d+)_percent$")
 
 
+@dataclass(slots=True)
+class SeriesPoints:
+    labels: dict[str, str]  # the group_by dimensions' values
+    points: list[list[float]]  # [bucket start (epoch s), value], on step boundaries
+
+
+@dataclass(slots=True)
+class Answer:
+    """A query's answer: the points of each group, and the whole buckets they cover."""
+
+    metric: str
+    stat: str
+    unit: str
+    step: int | None
+    resolution: int
+    covered_from: int  # the first point's bucket ...
+    covered_to: int  # ... to the end of the last bucket overlapping the asked range
+    series: list[SeriesPoints]
+
+
 class QueryError(ValueError):
     """A parameter is wrong; ``param`` names it."""
 
@@ -150,7 +170,7 @@ def resolution_for(q: Query) -> int:
 
 
 def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
-        retention: dict[int, int] | None = None, now: float | None = None) -> dict:
+        retention: dict[int, int] | None = None, now: float | None = None) -> Answer:
     """Answer ``q``; the part of a 10 s / 1 min range older than the store keeps that
     resolution is read from the Parquet archive (1-minute rollups) when one is configured."""
     m = q.metric
@@ -204,9 +224,8 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
                           len(members[group].get(i, ())))
             if value is not None:
                 pts.append([t0, value])
-        series.append({"labels": dict(zip(q.group_by, group, strict=True)), "points": pts})
-    return {"metric": m.name, "stat": q.stat, "unit": m.unit, "step": q.step,
-            "resolution": res, "covered_from": origin, "covered_to": end, "series": series}
+        series.append(SeriesPoints(dict(zip(q.group_by, group, strict=True)), pts))
+    return Answer(m.name, q.stat, m.unit, q.step, res, origin, end, series)
 
 
 def _per_core(rows: list[StoredRollup], field: str, filters: list[Filter]

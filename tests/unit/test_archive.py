@@ -92,10 +92,10 @@ def test_queries_past_the_retention_read_the_archive(tmp_path: Path):
     # 40 days later the 1-minute rows are past their 35-day retention and dropped.
     later = T0 + 40 * 86400
     store.apply_retention(later)
-    assert q.run(store, query, now=later)["series"] == []
+    assert q.run(store, query, now=later).series == []
     from_archive = q.run(store, query, ArchiveReader(tmp_path / "a"), now=later)
-    assert from_archive["series"] == live["series"]
-    assert [p[1] for p in live["series"][0]["points"]] == [5_000] * 4
+    assert from_archive.series == live.series
+    assert [p[1] for p in live.series[0].points] == [5_000] * 4
     store.close()
 
 
