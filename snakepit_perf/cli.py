@@ -187,7 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     ann.set_defaults(func=_cmd_annotate)
 
     imp = sub.add_parser("import", parents=[common],
-                         help="load-test results recorded elsewhere, as client-side requests")
+                         help="history recorded elsewhere: events files, or k6 results as "
+                              "client-side requests")
     imp_sub = imp.add_subparsers(title="formats", metavar="FORMAT")
     k6 = imp_sub.add_parser("k6", parents=[common],
                             help="k6's JSON output (k6 run --out json=FILE, or FILE.gz)")
@@ -196,6 +197,12 @@ def _parser() -> argparse.ArgumentParser:
     k6.add_argument("--scenario", help="scenario label (default the run's, else k6's tag)")
     k6.add_argument("--url", default="", help="API base URL (default from config)")
     k6.set_defaults(func=_cmd_import_k6)
+    evs = imp_sub.add_parser("events", parents=[common],
+                             help="events recorded elsewhere: NDJSON or JSON arrays (or .gz), "
+                                  "POSTed in batches with a progress line (a backfill)")
+    evs.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    evs.add_argument("--url", default="", help="API base URL (default from config)")
+    evs.set_defaults(func=_cmd_import_events)
 
     col = sub.add_parser("collect", parents=[common],
                          help="send this host's and its Snakepit Python workers' CPU, memory, "
@@ -313,6 +320,15 @@ def _cmd_import_k6(args: argparse.Namespace, settings: config.Settings) -> int:
     url = args.url or f"http://{settings.api.host}:{settings.api.port}"
     return k6_import.run(url, args.file, args.run, args.scenario,
                          os.environ.get("SNAKEPIT_PERF_KEY"))
+
+
+def _cmd_import_events(args: argparse.Namespace, settings: config.Settings) -> int:
+    import os
+
+    from snakepit_perf import event_import
+
+    url = args.url or f"http://{settings.api.host}:{settings.api.port}"
+    return event_import.run(url, args.files, os.environ.get("SNAKEPIT_PERF_KEY"))
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
