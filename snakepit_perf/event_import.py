@@ -40,7 +40,6 @@ class ImportFailed(Exception):
 class Report:
     accepted: int = 0
     rejected: int = 0
-    retried: int = 0  # batches sent again after a 429/503
     bytes_read: int = 0
     reasons: list[str] = field(default_factory=list)  # the first few rejects, where and why
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -82,25 +81,28 @@ def batches(path: Path, report: Report) -> Iterator[Batch]:
             yield Batch(b"\n".join(body), path, lines)
 
 
-def post(client: httpx.Client, batch: Batch, report: Report) -> None:
-    """POST one batch; wait out 429/503 as Retry-After says, up to MAX_WAIT_S."""
-    where = f"{batch.path}:{batch.lines[0]}"
+def post_events(client: httpx.Client, body: bytes, content_type: str, where: str
+                ) -> httpx.Response:
+    """POST a body to ``/v1/events``, waiting out 429/503 as their Retry-After says (the
+    service kept nothing of a refused body), for up to MAX_WAIT_S."""
     deadline = time.monotonic() + MAX_WAIT_S
     while True:
         try:
-            r = client.post("/v1/events", content=batch.body,
-                            headers={"Content-Type": "application/x-ndjson"})
+            r = client.post("/v1/events", content=body, headers={"Content-Type": content_type})
         except httpx.TransportError as exc:
             raise ImportFailed(f"{where}: the service could not be reached: {exc}") from exc
         if r.status_code not in (429, 503) or time.monotonic() > deadline:
-            break
-        with report.lock:
-            report.retried += 1
+            return r
         try:
             pause = float(r.headers.get("Retry-After", "1"))
         except ValueError:
             pause = 1.0
         time.sleep(min(max(pause, 0.05), 30.0))
+
+
+def post(client: httpx.Client, batch: Batch, report: Report) -> None:
+    where = f"{batch.path}:{batch.lines[0]}"
+    r = post_events(client, batch.body, "application/x-ndjson", where)
     if r.status_code != 202:
         raise ImportFailed(f"{where}: POST /v1/events answered {r.status_code}: {r.text[:300]}")
     answer = r.json()

@@ -30,6 +30,8 @@ from typing import Any
 import httpx
 import orjson
 
+from snakepit_perf.event_import import ImportFailed, post_events
+
 BATCH = 2000  # events per POST, well under the ingest body limit
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # k6 writes nanoseconds; datetime takes microseconds
 
@@ -168,8 +170,7 @@ def run(url: str, path: Path, run_id: str | None, scenario: str | None, key: str
         batch: list[dict[str, Any]] = []
 
         def send() -> None:
-            r = client.post("/v1/events", content=orjson.dumps(batch),
-                            headers={"Content-Type": "application/json"})
+            r = post_events(client, orjson.dumps(batch), "application/json", str(path))
             if r.status_code not in (200, 202):
                 raise SystemExit(f"snakepit-perf: import k6: POST /v1/events answered "
                                  f"{r.status_code}: {r.text[:500]}")
@@ -189,11 +190,14 @@ def run(url: str, path: Path, run_id: str | None, scenario: str | None, key: str
                 batch.append(event)
                 if len(batch) >= BATCH:
                     send()
+            if batch:
+                send()
+        except ImportFailed as exc:
+            print(f"snakepit-perf: import k6: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"snakepit-perf: import k6: {path}: {exc}", file=sys.stderr)
             return 2
-        if batch:
-            send()
     skipped = ", ".join(f"{m} {n}" for m, n in sorted(report.skipped.items())) or "none"
     print(f"imported {report.requests} k6 requests ({report.errors} failed) from {path}"
           f"{f' into run {run_id}' if run_id else ''}; other metrics skipped: {skipped}",
