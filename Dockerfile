@@ -12,6 +12,8 @@ COPY api api
 COPY schemas schemas
 COPY streams streams
 COPY store store
+COPY runners runners
+COPY query query
 COPY sdk sdk
 COPY simulator simulator
 COPY models models
