@@ -25,6 +25,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,9 @@ class FaustWorker:
         self._dirty = False  # events handled since the last commit was taken
         self._last_message = 0.0
         self._stopping = False
+        # Store writes run on a thread of the worker's own (one per run), not the loop's
+        # default executor: that one may already be shut down when the final commit runs.
+        self._writer: ThreadPoolExecutor | None = None
         self.app = faust.App(
             group, broker=f"kafka://{bootstrap}", autodiscover=False, web_enabled=False,
             # Faust keeps table files here; this app has no tables, so nothing of value.
@@ -164,7 +168,7 @@ class FaustWorker:
             self._paced_until = time.monotonic() + 3 * took
             self._next_commit = time.monotonic() + max(self.commit_interval, 3 * took)
             loop = asyncio.get_running_loop()
-            done = await loop.run_in_executor(None, self._store, batch)
+            done = await loop.run_in_executor(self._writer, self._store, batch)
             if done is None:
                 async with self._engines():
                     if batch is not None:
@@ -227,6 +231,7 @@ class FaustWorker:
         asyncio.run(self._run(should_stop))
 
     async def _run(self, should_stop: Callable[[], bool]) -> None:
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
         await self.app.start()
         try:
             while not should_stop() and not self.app.should_stop:
@@ -236,3 +241,4 @@ class FaustWorker:
             self._stopping = True
             await self.app.stop()
             self._producer.flush(30)
+            self._writer.shutdown()
