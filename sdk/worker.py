@@ -96,7 +96,9 @@ def _correlation_source() -> Callable[[], str | None]:
 class HttpTransport:
     """POST a batch to ``/v1/events`` as gzipped NDJSON; raises on anything but a 2xx."""
 
-    def __init__(self, url: str, api_key: str | None = None, timeout: float = 5.0) -> None:
+    # Long enough for a busy service's 202 (overloaded, it answers 429 at once instead): a
+    # batch timed out client-side may have been counted, and resending it counts it twice.
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/") + "/v1/events"
         self.headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
         if api_key:
