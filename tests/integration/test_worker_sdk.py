@@ -59,6 +59,7 @@ ADAPTER = textwrap.dedent('''
             pass
         sessions["hits" if hit else "misses"] += 1
     blob = bytearray(30 * 1024 * 1024)  # something for RSS to show
+    files = [open(os.devnull) for _ in range(40)]  # and for the fd count, beyond the sender's
     monitor.sample()
     status = dict(line.split(":", 1) for line in open("/proc/self/status"))
     proc = {"rss": int(status["VmRSS"].split()[0]) * 1024,
@@ -66,7 +67,7 @@ ADAPTER = textwrap.dedent('''
     assert monitor.flush(30), monitor.last_error
     print(json.dumps({"body_us": body_us, "sessions": sessions, "proc": proc,
                       "dropped": monitor.dropped, "sent": monitor.sent, "pid": os.getpid()}))
-    del blob
+    del blob, files
 ''')
 
 
@@ -118,7 +119,8 @@ def test_an_adapter_measured_by_the_sdk_matches_its_own_clock_and_proc(run_serve
     rss = query(run_server, "memory_bytes", "last", "worker_id", t0, scope="worker")
     assert rss["ml_pool_worker_3_17"] == pytest.approx(got["proc"]["rss"], rel=0.10)
     fds = query(run_server, "open_fds", "last", "worker_id", t0, scope="worker")
-    assert fds["ml_pool_worker_3_17"] == pytest.approx(got["proc"]["fds"], rel=0.10)
+    # the sender's connection may be open at one reading and closed at the other: one fd
+    assert got["proc"]["fds"] > 40 and abs(fds["ml_pool_worker_3_17"] - got["proc"]["fds"]) <= 1
     startup = query(run_server, "python_startup_seconds", "count", "pool", t0)
     assert startup == {"ml_pool": 1}
     assert httpx.get(f"{run_server}/v1/rejects").json() == []
@@ -278,8 +280,11 @@ def test_python_time_joins_the_request_snakepit_reports_in_either_order(run_serv
 
     first = adapter("join_a", "ja")  # Python time first (acknowledged), then the telemetry
     telemetry("join_a", first)
-    # the telemetry first: the request is aggregated, its Python time added when it comes
-    second = [[f"jb-{i}", time.time(), 1000 + 200 * i] for i in range(30)]
+    # the telemetry first: the request is aggregated, its Python time added when it comes.
+    # Its durations must cover the Python time still to be measured (a joined time is clamped
+    # to its request's duration, as a real call's is never longer): the sleeps take 1-7 ms,
+    # a loaded machine overshoots them, so 50 ms of Python time is allowed for.
+    second = [[f"jb-{i}", time.time(), 50_000 + 200 * i] for i in range(30)]
     telemetry("join_b", second)
     measured = adapter("join_b", "jb")
     assert [c[0] for c in measured] == [c[0] for c in second]
