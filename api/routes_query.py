@@ -50,10 +50,10 @@ def run_query(services: Services, metric: str, stat: str, start: str, end: str,
               window: str | None = None) -> engine.Answer:
     try:
         q = engine.build(metric, stat, start, end, step, group_by, where, window)
+        return engine.run(services.store, q, services.archive, services.store.retention,
+                          max_rows=services.max_query_rows)
     except engine.QueryError as exc:
         raise Problem(400, "Invalid query", str(exc), param=exc.param) from exc
-    return engine.run(services.store, q, services.archive,
-                      services.store.retention)
 
 
 @router.get("/v1/query", response_model=QueryResult,

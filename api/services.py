@@ -35,6 +35,7 @@ class Services:
     mode: str = "embedded"
     max_body_bytes: int = 16 * 1024 * 1024
     body_idle_s: float = 20.0  # a body that pauses longer gets a 408 (api.guard)
+    max_query_rows: int = 500_000  # past it a coarser resolution, or a 400 (query.engine)
     # the in-process engine (embedded mode only): routes never see it, only the views below
     engine: InitVar[Engine | None] = None
     archive: ArchiveReader | None = None  # Parquet archive, for ranges past the retention

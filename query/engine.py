@@ -25,6 +25,9 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h|d|w)?$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _QUANTILE = re.compile(r"^p(\d{1,2}(?:\.\d+)?)$")
 MAX_POINTS = 11_000
+# The rows (series × buckets) one query may read: past it a coarser resolution is read, or the
+# query is refused; a server never runs out of memory answering one question.
+MAX_ROWS = 500_000
 _CORE_GAUGE = re.compile(r"^cpu_core_(\d+)_percent$")
 
 
@@ -170,13 +173,14 @@ def resolution_for(q: Query) -> int:
 
 
 def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
-        retention: dict[int, int] | None = None, now: float | None = None) -> Answer:
+        retention: dict[int, int] | None = None, now: float | None = None,
+        max_rows: int = MAX_ROWS) -> Answer:
     """Answer ``q``; the part of a 10 s / 1 min range older than the store keeps that
     resolution is read from the Parquet archive (1-minute rollups) when one is configured."""
     m = q.metric
     dims = m.dimensions
     refs = _series(store, q)
-    res = resolution_for(q)
+    res = affordable(q, len(refs), resolution_for(q), max_rows)
     read_from = q.start - (q.window or 0)
     read_from -= read_from % res
     dists = {m.field} if m.kind == "dist" else set()  # decode no digest a stat won't use
@@ -226,6 +230,23 @@ def run(store: RollupStore, q: Query, archive: ArchiveReader | None = None,
                 pts.append([t0, value])
         series.append(SeriesPoints(dict(zip(q.group_by, group, strict=True)), pts))
     return Answer(m.name, q.stat, m.unit, q.step, res, origin, end, series)
+
+
+def affordable(q: Query, n_series: int, res: int, max_rows: int) -> int:
+    """``res``, or the finest coarser resolution that keeps the rows to read (an upper bound:
+    series × buckets) within ``max_rows`` and still resolves the step and window; a query that
+    none does is refused, saying what to change."""
+    for r in RESOLUTIONS:
+        if r < res or any(x is not None and x % r for x in (q.step, q.window)):
+            continue
+        start = q.start - (q.window or 0)
+        if n_series * -(-(q.end - (start - start % r)) // r) <= max_rows:
+            return r
+    buckets = -(-(q.end - q.start + (q.window or 0)) // res)
+    raise QueryError("from", f"this query would read up to {n_series * buckets:,} rows "
+                             f"({n_series:,} series × {buckets:,} buckets of {res} s), more than "
+                             f"the {max_rows:,} allowed; narrow it with where=, shorten the "
+                             "range or use a step that is a multiple of 1h")
 
 
 def _per_core(rows: list[StoredRollup], field: str, filters: list[Filter]

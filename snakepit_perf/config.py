@@ -38,6 +38,9 @@ class ApiSettings:
     # the last response); a body may pause at most body_idle_s (then 408).
     head_timeout_s: float = 10
     body_idle_s: float = 20
+    # The rows (series × buckets) one query may read: past it the next coarser resolution
+    # that still resolves the step is read, or the query gets a 400 saying what to narrow.
+    max_query_rows: int = 500_000
 
 
 @dataclass

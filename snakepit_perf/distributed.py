@@ -77,7 +77,8 @@ def build_api(settings: Settings, keys: list[ApiKey] | None = None) -> FastAPI:
     publisher = kafka_publisher(settings)
     app = create_app(Services(store=store, sink=KafkaSink(producer), mode="distributed",
                               archive=archive, alert_view=view, time_bounds=config.time_bounds(settings),
-                              body_idle_s=settings.api.body_idle_s),
+                              body_idle_s=settings.api.body_idle_s,
+                              max_query_rows=settings.api.max_query_rows),
                      keys)
 
     # Deploys are judged here, from the stored rollups, and published beside the alerts.

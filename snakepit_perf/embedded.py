@@ -50,6 +50,7 @@ def build_embedded(settings: Settings, keys: list[ApiKey] | None = None,
     app = create_app(Services(store=store, sink=runner, mode="embedded", engine=runner.engine,
                               archive=ArchiveReader(archive), alerts=alerts, runner=runner,
                               body_idle_s=settings.api.body_idle_s,
+                              max_query_rows=settings.api.max_query_rows,
                               time_bounds=config.time_bounds(settings)), keys)
 
     judge = deploy_judge(app.state.services, settings, kafka)

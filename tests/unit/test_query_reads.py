@@ -92,3 +92,36 @@ def test_a_negated_filter_on_the_worker_family_reads_only_the_workers_it_keeps(s
     assert len(store.returned) == 6 * BUCKETS
     everything = store.read(store.series("worker"), 60, int(T0), int(T0) + 7200)
     assert len(everything) == 14 * BUCKETS  # what reading it all would have cost
+
+
+def test_a_query_past_the_row_limit_reads_a_coarser_resolution(store):
+    q = build("requests_total", "count", str(int(T0)), str(int(T0) + 7200), None, "command",
+              ["pool:pool-a"])  # 2 series: 1,440 rows at 10 s, 240 at 1 min, 4 at 1 h
+    store.returned = []
+    a = run(store, q, max_rows=100)
+    assert a.resolution == 3600 and (a.covered_from, a.covered_to) == (int(T0), int(T0) + 7200)
+    assert {s.labels["command"]: s.points[0][1] for s in a.series}.keys() == {"predict", "embed"}
+    assert sum(s.points[0][1] for s in a.series) == 10_000
+    assert len(store.returned) == 4
+    assert run(store, q, max_rows=240).resolution == 60  # the finest that fits
+    assert run(store, q).resolution == 10
+
+
+def test_a_query_no_resolution_can_answer_within_the_limit_is_a_400_that_says_why(store):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.services import Services
+    from runners.embedded import EmbeddedRunner
+
+    params = {"metric": "requests_total", "stat": "count", "from": int(T0),
+              "to": int(T0) + 7200, "step": "1m", "group_by": "command", "where": "pool:pool-a"}
+    app = create_app(Services(store=store, sink=EmbeddedRunner(store), max_query_rows=100))
+    with TestClient(app) as client:
+        r = client.get("/v1/query", params=params)
+        assert r.status_code == 400, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["param"] == "from"
+        assert "up to 240 rows (2 series × 120 buckets of 60 s), more than the 100" in \
+            r.json()["detail"]
+        assert client.get("/v1/query", params={**params, "step": "1h"}).status_code == 200
