@@ -115,6 +115,8 @@ def run_worker_to_end(store, bootstrap: str, topic: str, group: str, **options) 
 
 
 def all_rows(session, keyspace: str) -> dict[tuple, bytes]:
-    rows = session.execute(f"SELECT family, labels, resolution, bucket, shard, agg "
+    """Every stored rollup's encoded aggregate (its digests column joined back on)."""
+    rows = session.execute(f"SELECT family, labels, resolution, bucket, shard, agg, digests "
                            f"FROM {keyspace}.rollups")
-    return {(r.family, r.labels, r.resolution, r.bucket, r.shard): r.agg for r in rows}
+    return {(r.family, r.labels, r.resolution, r.bucket, r.shard): r.agg + (r.digests or b"")
+            for r in rows}

@@ -46,7 +46,7 @@ from streams.rollup import Rollup, shard_key
 
 PERIOD = {10: 86_400, 60: 7 * 86_400, 3600: 365 * 86_400}
 REJECT_TTL = 7 * 86_400
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: digests in a column of their own
 PART_BYTES = 1 << 20
 _PARTS = b"SPPARTS1"  # a checkpoint row whose state is in parts: magic, generation, count
 
@@ -58,7 +58,8 @@ def _migrations(keyspace: str, rf: int) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_version (id int PRIMARY KEY, version int)",
         f"CREATE TABLE IF NOT EXISTS {keyspace}.rollups ("
         " family text, labels text, resolution int, period bigint, bucket bigint, shard text,"
-        " agg blob, PRIMARY KEY ((family, labels, resolution, period), bucket, shard))"
+        " agg blob, digests blob, PRIMARY KEY ((family, labels, resolution, period), bucket,"
+        " shard))"
         " WITH CLUSTERING ORDER BY (bucket ASC, shard ASC)"
         " AND compaction = {'class': 'TimeWindowCompactionStrategy',"
         " 'compaction_window_unit': 'DAYS', 'compaction_window_size': 1}",
@@ -107,13 +108,17 @@ class CassandraStore:
         self._read_cl = getattr(ConsistencyLevel, read_consistency)
         ks = keyspace
         self._insert = self._prepare(
-            f"INSERT INTO {ks}.rollups (family, labels, resolution, period, bucket, shard, agg)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?", self._write_cl)
+            f"INSERT INTO {ks}.rollups (family, labels, resolution, period, bucket, shard, agg,"
+            " digests) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?", self._write_cl)
         self._insert_series = self._prepare(
             f"INSERT INTO {ks}.series (family, labels) VALUES (?, ?)", self._write_cl)
+        where = ("WHERE family=? AND labels=? AND resolution=? AND period=? AND bucket>=?"
+                 " AND bucket<?")
         self._select = self._prepare(
-            f"SELECT bucket, agg FROM {ks}.rollups WHERE family=? AND labels=? AND resolution=?"
-            " AND period=? AND bucket>=? AND bucket<?", self._read_cl)
+            f"SELECT bucket, agg, digests FROM {ks}.rollups {where}", self._read_cl)
+        # counters, gauges and moments only: a count over days reads no digest (#22)
+        self._select_scalars = self._prepare(
+            f"SELECT bucket, agg FROM {ks}.rollups {where}", self._read_cl)
         self._select_series = self._prepare(
             f"SELECT labels FROM {ks}.series WHERE family=?", self._read_cl)
         self._put_checkpoint = self._prepare(
@@ -169,6 +174,13 @@ class CassandraStore:
         """Apply the schema migrations (idempotent); returns the schema version."""
         for cql in _migrations(self.keyspace, replication_factor):
             self.session.execute(SimpleStatement(cql), timeout=60)
+        columns = self.session.execute(
+            "SELECT column_name FROM system_schema.columns WHERE keyspace_name=%s AND "
+            "table_name='rollups'", (self.keyspace,))
+        if "digests" not in {c.column_name for c in columns}:  # a version-2 keyspace: its rows
+            # keep their digests inside `agg`, which every read still decodes
+            self.session.execute(SimpleStatement(
+                f"ALTER TABLE {self.keyspace}.rollups ADD digests blob"), timeout=60)
         self.session.execute(
             f"INSERT INTO {self.keyspace}.schema_version (id, version) VALUES (0, %s)",
             (SCHEMA_VERSION,))
@@ -183,8 +195,10 @@ class CassandraStore:
             if r.late and r.tag is None:
                 key_shard = f"{shard}@late-{uuid1()}"  # untagged deltas must not overwrite
             ttl = self.retention.get(r.resolution, max(self.retention.values()))
+            payload = r.payload()
+            cut = Aggregate.digests_at(payload)  # an empty blob, never a null (a tombstone)
             rows.append((r.family, labels, r.resolution, r.bucket // PERIOD[r.resolution],
-                         r.bucket, key_shard, r.payload(), ttl))
+                         r.bucket, key_shard, payload[:cut], payload[cut:], ttl))
             if (r.family, labels) not in self._known_series:
                 series.append((r.family, labels))
         for args_list, stmt in ((rows, self._insert), (series, self._insert_series)):
@@ -248,13 +262,16 @@ class CassandraStore:
             for p in range(start // period, (end - 1) // period + 1):
                 args.append((ref.family, labels, resolution, p, start, end))
                 owners.append(ref)
-        results = execute_concurrent_with_args(self.session, self._select, args, concurrency=64,
-                                               raise_on_first_error=True, results_generator=False)
+        scalars = dists is not None and not dists
+        results = execute_concurrent_with_args(
+            self.session, self._select_scalars if scalars else self._select, args,
+            concurrency=64, raise_on_first_error=True, results_generator=False)
         out: list[StoredRollup] = []
         for ref, (_, rows) in zip(owners, results, strict=True):
             previous: StoredRollup | None = None
             for row in rows:
-                agg = Aggregate.from_bytes(row.agg, dists)
+                data = row.agg if scalars or row.digests is None else row.agg + row.digests
+                agg = Aggregate.from_bytes(data, dists)
                 if previous is not None and previous.bucket == row.bucket:
                     previous.agg.merge(agg)  # another shard of the same bucket
                     continue

@@ -399,6 +399,13 @@ class Aggregate:
         header = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
         return len(header).to_bytes(4, "big") + header + b"".join(blobs)
 
+    @staticmethod
+    def digests_at(data: bytes) -> int:
+        """Where the digests of an encoded aggregate begin: the bytes before hold every
+        counter, gauge and distribution moment, all a count, rate or mean needs, so a store can
+        keep the two apart and answer those without reading a digest."""
+        return 4 + int.from_bytes(data[:4], "big")
+
     @classmethod
     def from_bytes(cls, data: bytes, dists: Collection[str] | None = None) -> Aggregate:
         """Decode; with ``dists``, only those distributions (the others are left out)."""

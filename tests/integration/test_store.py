@@ -127,6 +127,60 @@ def test_cassandra_rows_carry_their_resolution_ttl(cassandra_store):
         assert keep - 60 <= ttls[res] <= keep
 
 
+@pytest.mark.cassandra
+def test_a_count_over_two_hours_reads_no_digest_from_cassandra(cassandra_store, monkeypatch):
+    """The bytes the store hands to the decoder, counted: a count query (through the query
+    engine) gets only counters, gauges and moments; a percentile gets the digests too."""
+    from query.engine import build, run
+
+    store = cassandra_store
+    rollups = [Rollup("request", LABELS, 10, T0 + i * 10, agg(400)) for i in range(720)]
+    store.write(rollups)
+    heads = sum(Aggregate.digests_at(r.payload()) for r in rollups)
+    whole = sum(len(r.payload()) for r in rollups)
+    assert heads < whole / 3  # the digests are most of a row: reading them is what costs
+    seen: list[int] = []
+    decode = Aggregate.from_bytes
+    monkeypatch.setattr(Aggregate, "from_bytes", classmethod(
+        lambda cls, data, dists=None: (seen.append(len(data)), decode(data, dists))[1]))
+
+    def ask(metric: str, stat: str) -> float:
+        seen.clear()
+        answer = run(store, build(metric, stat, str(T0), str(T0 + 7200), None, None, []))
+        assert answer.resolution == 10
+        (series,) = answer.series
+        return series.points[0][1]
+
+    assert ask("requests_total", "count") == 720 * 400
+    assert sum(seen) == heads  # every row, not one digest byte
+    assert ask("request_duration_seconds", "max") == pytest.approx(499 / 1e6)
+    assert sum(seen) == whole
+
+
+@pytest.mark.cassandra
+def test_cassandra_rows_written_before_the_digests_column_still_read(cassandra_store):
+    """Schema version 2 kept the digests inside ``agg``: its rows decode either way, and
+    migrating a version-2 table adds the column."""
+    store = cassandra_store
+    ks = store.keyspace
+    store.session.execute(f"ALTER TABLE {ks}.rollups DROP digests")
+    store.migrate()
+    columns = {c.column_name for c in store.session.execute(
+        "SELECT column_name FROM system_schema.columns WHERE keyspace_name=%s AND "
+        "table_name='rollups'", (ks,))}
+    assert "digests" in columns
+    old = agg(50)
+    store.session.execute(
+        f"INSERT INTO {ks}.rollups (family, labels, resolution, period, bucket, shard, agg) "
+        "VALUES (%s, %s, 10, %s, %s, '', %s)",
+        ("request", '["old"]', T0 // 86_400, T0, old.to_bytes()))
+    ref = SeriesRef("request", ("old",))
+    (full,) = store.read([ref], 10, T0, T0 + 10)
+    (counts,) = store.read([ref], 10, T0, T0 + 10, dists=set())
+    assert full.agg == old
+    assert counts.agg.counters == {"requests": 50} and not counts.agg.dists
+
+
 def test_sqlite_retention_drops_old_rollups(tmp_path):
     s = SQLiteStore(tmp_path / "r.sqlite3", retention={10: 100, 60: 1000, 3600: 10_000})
     s.write([Rollup("request", LABELS, res, T0, agg(1)) for res in (10, 60, 3600)])
