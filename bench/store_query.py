@@ -5,7 +5,9 @@
   the same rows without merging;
 - the query engine over 30 days and 20 series, grouped by pool, P99 per hour (it reads the
   hourly rollups the engine wrote alongside the 1-minute ones), vs the bare store read;
-- stored bytes per series per day at each resolution.
+- stored bytes per series per day at each resolution;
+- Cassandra: a 30-day read of one series without its digests (what a count needs), vs with;
+  the 30-day, 20-series hourly P99 query's p50/p95.
 
     .venv/bin/python -m bench.store_query   (starts Cassandra if needed)
 """
@@ -74,6 +76,12 @@ def read_merge(store, ref: SeriesRef) -> tuple[float, float]:
     p99s = [a.dists["duration_us"].quantile(0.99) for a in hourly.values()]
     assert len(rows) == DAYS * 1440 and len(p99s) == DAYS * 24
     return t_read, time.perf_counter() - t0
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -148,6 +156,18 @@ def main() -> None:
             print(f"  30-day 1-min read of one series (43,200 rows), Cassandra: read "
                   f"{t_read * 1000:,.0f} ms, read + merge to hourly P99s {t_merge * 1000:,.0f} ms"
                   f" ({t_merge / t_read:.2f}x the bare read)")
+            ref, span = SeriesRef("request", labels(0)), (T0, T0 + DAYS * 86400)
+            full = min(timed(lambda: cass.read([ref], 60, *span)) for _ in range(3))
+            counts = min(timed(lambda: cass.read([ref], 60, *span, dists=set()))
+                         for _ in range(3))
+            report("the same 43,200 rows, counters only (a count or rate query)", [
+                ("with digests (baseline)", 43_200 / full, "rows/s"),
+                ("counters, gauges and moments only", 43_200 / counts, "rows/s")],
+                43_200 / full)
+            write_rate(cass, month_rollups(20, hour_aggs, 3600))
+            latencies = sorted(timed(lambda: q.run(cass, query)) for _ in range(20))
+            print(f"  query engine on Cassandra, 30 days, 20 series, by pool, P99 per hour: "
+                  f"p50 {latencies[9] * 1000:,.0f} ms, p95 {latencies[18] * 1000:,.0f} ms")
         finally:
             cass.session.execute(f"DROP KEYSPACE IF EXISTS {ks}")
             cass.close()
