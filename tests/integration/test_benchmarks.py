@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -36,8 +37,9 @@ def api(tmp_path_factory):
 
 
 def feed(client: httpx.Client, start: float, seconds: float, seed: int, slow: bool = False,
-         rate: float = 60.0) -> None:
-    """Simulated traffic for [start, start + seconds), sent and waited for until stored."""
+         rate: float = 60.0, wait: bool = True) -> Callable[[], bool]:
+    """Simulated traffic for [start, start + seconds), sent and (``wait``) waited for until
+    stored; returns the check that it is."""
     incidents = [Incident("latency_regression", "default", start, start + seconds)] if slow \
         else []
     events = list(Simulation(rate, start, seconds, seed=seed, incidents=incidents).events())
@@ -52,7 +54,9 @@ def feed(client: httpx.Client, start: float, seconds: float, seed: int, slow: bo
                                             "from": start, "to": start + seconds}).json()
         return sum(p[1] for s in q["series"] for p in s["points"]) == requests
 
-    kh.wait_for(stored, 90, "the run's requests stored", procs=((client.run, client.log),))
+    if wait:
+        kh.wait_for(stored, 90, "the run's requests stored", procs=((client.run, client.log),))
+    return stored
 
 
 def record(client: httpx.Client, start: float, branch: str, scenario: str = "checkout",
@@ -66,13 +70,12 @@ def record(client: httpx.Client, start: float, branch: str, scenario: str = "che
 
 @pytest.fixture(scope="module")
 def runs(api):
-    out = {}
-    for name, start, seed, slow, branch in (("base", PEAK - 700, 1, False, "main"),
-                                            ("same", PEAK - 350, 2, False, "main"),
-                                            ("slow", PEAK, 3, True, "feature")):
-        feed(api, start, SECONDS, seed, slow)
-        out[name] = record(api, start, branch)
-    return out
+    plan = (("base", PEAK - 700, 1, False, "main"), ("same", PEAK - 350, 2, False, "main"),
+            ("slow", PEAK, 3, True, "feature"))
+    checks = [feed(api, start, SECONDS, seed, slow, wait=False) for _, start, seed, slow, _ in plan]
+    kh.wait_for(lambda: all(check() for check in checks), 120, "the runs' requests stored",
+                procs=((api.run, api.log),))
+    return {name: record(api, start, branch) for name, start, _, _, branch in plan}
 
 
 def test_results_are_the_stored_rollups_of_the_runs_windows(api, runs):
@@ -165,8 +168,12 @@ def test_history_change_point_is_found_with_its_cause(api):
     # 12 runs: with the permutation test at alpha 0.01, 8 could never be significant
     # (1 of the 70 ways to split 8 runs in halves is p = 0.014).
     starts = [PEAK + 400 + i * 130 for i in range(12)]
-    for i, start in enumerate(starts):
-        feed(api, start, 120, 100 + i, slow=i >= 6)
+    # all sent first, then waited for together: one flush, not twelve
+    checks = [feed(api, start, 120, 100 + i, slow=i >= 6, wait=False)
+              for i, start in enumerate(starts)]
+    kh.wait_for(lambda: all(check() for check in checks), 120, "the 12 runs' requests stored",
+                procs=((api.run, api.log),))
+    for start in starts:
         record(api, start, "main", scenario="history", seconds=120)
     found = api.get("/v1/regressions", params={"scenario": "history"}).json()
     assert len(found) == 1, found
