@@ -376,19 +376,22 @@ def test_benchmarks_view_shows_history_change_points_and_the_comparison(pages, s
 
     peak = (int(time.time()) // 86400 - 1) * 86400 + 16 * 3600
     with server.api() as api:
-        ids = []
-        for i in range(12):
-            start = peak + i * 70
+        ids, starts, want = [], [peak + i * 70 for i in range(12)], {}
+        for i, start in enumerate(starts):  # all sent, then waited for together (one flush)
             slow = [Incident("latency_regression", "default", start, start + 60)] if i >= 6 \
                 else []
             events = list(Simulation(40, start, 60, seed=50 + i, incidents=slow).events())
-            want = sum(1 for e in events if type(e).__name__ == "Request")
+            want[start] = sum(1 for e in events if type(e).__name__ == "Request")
             assert api.post("/v1/events", content=msgspec.json.encode(events), headers={
                 "Content-Type": "application/json"}).status_code == 202
+
+        def stored(start: int) -> bool:
             q = {"metric": "requests_total", "stat": "count", "from": start, "to": start + 60}
-            wait_js_free(lambda q=q, want=want: sum(
-                p[1] for s in api.get("/v1/query", params=q).json()["series"]
-                for p in s["points"]) == want)
+            return sum(p[1] for s in api.get("/v1/query", params=q).json()["series"]
+                       for p in s["points"]) == want[start]
+
+        wait_js_free(lambda: all(stored(start) for start in starts))
+        for i, start in enumerate(starts):
             r = api.post("/v1/benchmarks", json={
                 "scenario": "nightly", "labels": {"branch": "main", "sha": f"c0ffee{i:02d}"},
                 "from": start, "to": start + 60})
