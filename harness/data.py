@@ -44,6 +44,19 @@ def requests(n: int, seconds: float, latency: str = "lognormal", seed: int = 1,
     return out
 
 
+def store_two_hours(store) -> None:
+    """Write into ``store`` what the engine makes of 20,000 requests over 2 h from T0 (in
+    batches of 1,000, as ingest hands them over), closed."""
+    from streams.engine import Engine
+
+    eng = Engine()
+    events = requests(20_000, 7200)
+    out = []
+    for i in range(0, len(events), 1000):
+        out += eng.process(events[i:i + 1000])
+    store.write(out + eng.flush())
+
+
 def clock_poison(pool: str) -> list[Request]:
     """What a node with a broken clock sends: one request from 2099, one from 1971."""
     return [Request(time=t, pool=pool, command="predict", duration_us=1000, status="ok")

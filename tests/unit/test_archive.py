@@ -12,23 +12,17 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from harness.data import T0, requests
+from harness.data import T0, store_two_hours
 from store.archive import apply_archive_retention, archive_day
 from store.sqlite import SQLiteStore
 from streams.aggregate import Aggregate
-from streams.engine import Engine
 
 DAY = datetime.fromtimestamp(T0, UTC).date()  # T0 is 08:00 UTC
 
 
 def filled_store(path: Path) -> SQLiteStore:
     store = SQLiteStore(path)
-    eng = Engine()
-    events = requests(20_000, 7200)
-    out = []
-    for i in range(0, len(events), 1000):
-        out += eng.process(events[i:i + 1000])
-    store.write(out + eng.flush())
+    store_two_hours(store)
     return store
 
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.data import T0, requests
+from harness.data import T0, store_two_hours
 from query.engine import build, run
 from store.base import SeriesRef, StoredRollup
 from store.sqlite import SQLiteStore
-from streams.engine import Engine
 from streams.series import ALL
 
 BUCKETS = 120  # 2 h of 1-minute buckets
@@ -39,12 +38,7 @@ class CountingStore(SQLiteStore):
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory):
     s = CountingStore(tmp_path_factory.mktemp("reads") / "s.sqlite3")
-    eng = Engine()
-    events = requests(20_000, 7200)
-    out = []
-    for i in range(0, len(events), 1000):
-        out += eng.process(events[i:i + 1000])
-    s.write(out + eng.flush())
+    store_two_hours(s)
     yield s
     s.close()
 
