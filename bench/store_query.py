@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import report, servers
+from bench.common import best_of, report, servers
 from harness.data import T0
 from query import engine as q
 from store.sqlite import SQLiteStore
@@ -76,12 +76,6 @@ def read_merge(store, ref: SeriesRef) -> tuple[float, float]:
     p99s = [a.dists["duration_us"].quantile(0.99) for a in hourly.values()]
     assert len(rows) == DAYS * 1440 and len(p99s) == DAYS * 24
     return t_read, time.perf_counter() - t0
-
-
-def timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -157,15 +151,14 @@ def main() -> None:
                   f"{t_read * 1000:,.0f} ms, read + merge to hourly P99s {t_merge * 1000:,.0f} ms"
                   f" ({t_merge / t_read:.2f}x the bare read)")
             ref, span = SeriesRef("request", labels(0)), (T0, T0 + DAYS * 86400)
-            full = min(timed(lambda: cass.read([ref], 60, *span)) for _ in range(3))
-            counts = min(timed(lambda: cass.read([ref], 60, *span, dists=set()))
-                         for _ in range(3))
+            full = best_of(lambda: cass.read([ref], 60, *span))
+            counts = best_of(lambda: cass.read([ref], 60, *span, dists=set()))
             report("the same 43,200 rows, counters only (a count or rate query)", [
                 ("with digests (baseline)", 43_200 / full, "rows/s"),
                 ("counters, gauges and moments only", 43_200 / counts, "rows/s")],
                 43_200 / full)
             write_rate(cass, month_rollups(20, hour_aggs, 3600))
-            latencies = sorted(timed(lambda: q.run(cass, query)) for _ in range(20))
+            latencies = sorted(best_of(lambda: q.run(cass, query), 1) for _ in range(20))
             print(f"  query engine on Cassandra, 30 days, 20 series, by pool, P99 per hour: "
                   f"p50 {latencies[9] * 1000:,.0f} ms, p95 {latencies[18] * 1000:,.0f} ms")
         finally:

@@ -11,6 +11,8 @@ import numpy as np
 
 from schemas.events import Request
 from simulator.model import Command
+from store.base import RollupStore
+from streams.engine import Engine
 
 # Yesterday 08:00 UTC: test data lies in the past, as real data does (the service refuses events
 # from the future), and within every retention; a multiple of 3600, and 08:00 keeps the
@@ -44,11 +46,9 @@ def requests(n: int, seconds: float, latency: str = "lognormal", seed: int = 1,
     return out
 
 
-def store_two_hours(store) -> None:
+def store_two_hours(store: RollupStore) -> None:
     """Write into ``store`` what the engine makes of 20,000 requests over 2 h from T0 (in
     batches of 1,000, as ingest hands them over), closed."""
-    from streams.engine import Engine
-
     eng = Engine()
     events = requests(20_000, 7200)
     out = []

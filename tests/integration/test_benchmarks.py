@@ -37,9 +37,9 @@ def api(tmp_path_factory):
 
 
 def feed(client: httpx.Client, start: float, seconds: float, seed: int, slow: bool = False,
-         rate: float = 60.0, wait: bool = True) -> Callable[[], bool]:
-    """Simulated traffic for [start, start + seconds), sent and (``wait``) waited for until
-    stored; returns the check that it is."""
+         rate: float = 60.0) -> Callable[[], bool]:
+    """Simulated traffic for [start, start + seconds), sent; returns the check that it is
+    stored (callers send all their runs, then wait once: one flush, not one per run)."""
     incidents = [Incident("latency_regression", "default", start, start + seconds)] if slow \
         else []
     events = list(Simulation(rate, start, seconds, seed=seed, incidents=incidents).events())
@@ -54,8 +54,6 @@ def feed(client: httpx.Client, start: float, seconds: float, seed: int, slow: bo
                                             "from": start, "to": start + seconds}).json()
         return sum(p[1] for s in q["series"] for p in s["points"]) == requests
 
-    if wait:
-        kh.wait_for(stored, 90, "the run's requests stored", procs=((client.run, client.log),))
     return stored
 
 
@@ -72,7 +70,7 @@ def record(client: httpx.Client, start: float, branch: str, scenario: str = "che
 def runs(api):
     plan = (("base", PEAK - 700, 1, False, "main"), ("same", PEAK - 350, 2, False, "main"),
             ("slow", PEAK, 3, True, "feature"))
-    checks = [feed(api, start, SECONDS, seed, slow, wait=False) for _, start, seed, slow, _ in plan]
+    checks = [feed(api, start, SECONDS, seed, slow) for _, start, seed, slow, _ in plan]
     kh.wait_for(lambda: all(check() for check in checks), 120, "the runs' requests stored",
                 procs=((api.run, api.log),))
     return {name: record(api, start, branch) for name, start, _, _, branch in plan}
@@ -168,8 +166,7 @@ def test_history_change_point_is_found_with_its_cause(api):
     # 12 runs: with the permutation test at alpha 0.01, 8 could never be significant
     # (1 of the 70 ways to split 8 runs in halves is p = 0.014).
     starts = [PEAK + 400 + i * 130 for i in range(12)]
-    # all sent first, then waited for together: one flush, not twelve
-    checks = [feed(api, start, 120, 100 + i, slow=i >= 6, wait=False)
+    checks = [feed(api, start, 120, 100 + i, slow=i >= 6)
               for i, start in enumerate(starts)]
     kh.wait_for(lambda: all(check() for check in checks), 120, "the 12 runs' requests stored",
                 procs=((api.run, api.log),))
